@@ -1,0 +1,565 @@
+"""A real single-node Apache Kafka (KRaft, broker+controller in one JVM) on 127.0.0.1 for dev and tests.
+
+`LocalBroker(state_dir).start()` formats storage, launches `java ... kafka.Kafka` as a detached process
+and waits until a metadata request succeeds. A pid file and a JSON state file in `state_dir` let
+another process (`ontime broker status|down`) find and stop it later. When
+ONTIME_KAFKA__BOOTSTRAP_SERVERS names an existing cluster, the CLI uses that and starts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from workers.broker_config import (
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_PORT,
+    HOST,
+    KAFKA_VERSION,
+    broker_properties,
+    cache_root,
+    free_port,
+    log4j_properties,
+    new_cluster_id,
+    port_is_free,
+    render_properties,
+)
+from workers.broker_jars import JarFetchError, ensure_jars
+
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "BrokerError",
+    "BrokerStartError",
+    "BrokerState",
+    "JarFetchError",
+    "LocalBroker",
+    "bootstrap_from_env",
+    "default_state_dir",
+    "ensure_jars",
+    "main",
+    "register_cli",
+]
+
+BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
+_JVM_FLAGS = [
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+]
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be started, found or stopped."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker process failed or did not become ready; the message carries the log tail."""
+
+
+def bootstrap_from_env() -> str | None:
+    """The bootstrap servers of an existing cluster named by ONTIME_KAFKA__BOOTSTRAP_SERVERS, if any."""
+    value = os.environ.get(BOOTSTRAP_ENV, "").strip()
+    return value or None
+
+
+def default_state_dir() -> Path:
+    """Where `ontime broker up` keeps pid, state, log and data: <cache>/broker."""
+    return cache_root() / "broker"
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerState:
+    """What a running local broker looks like to other processes (stored as broker.json)."""
+
+    pid: int
+    bootstrap: str
+    port: int
+    controller_port: int
+    version: str
+    cluster_id: str
+    data_dir: str
+    log_file: str
+    properties_file: str
+    started_at: float
+    ready_seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BrokerState:
+        raw = json.loads(text)
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in raw.items() if key in names})
+
+
+class LocalBroker:
+    """One local Kafka broker whose files live in `state_dir`; safe to drive from several processes."""
+
+    def __init__(
+        self, state_dir: Path | None = None, version: str = KAFKA_VERSION, heap_mb: int = 512
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.version = version
+        self.heap_mb = heap_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- files -------------------------------------------------------------------------------
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "broker.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "broker.log"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.state_dir / "log4j2.properties"
+
+    # -- queries -----------------------------------------------------------------------------
+    def state(self) -> BrokerState | None:
+        """The recorded state if its process is still our running broker, else None."""
+        try:
+            state = BrokerState.from_json(self.state_file.read_text())
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError, TypeError):
+            return None
+        if pid != state.pid or not _is_our_broker(pid, state.properties_file):
+            return None
+        return state
+
+    def is_running(self) -> bool:
+        """True if the broker recorded in state_dir is alive (a stale pid file is not)."""
+        return self.state() is not None
+
+    @property
+    def bootstrap(self) -> str | None:
+        state = self.state()
+        return state.bootstrap if state else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(
+        self,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        controller_port: int | None = None,
+        timeout: float = 120.0,
+    ) -> str:
+        """Start the broker (or find it already running) and return its bootstrap servers.
+
+        Ports default to free ones; `data_dir` defaults to <state_dir>/data and survives restarts.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            running = self.state()
+            if running is not None:
+                return running.bootstrap
+            self._forget()
+            libs = ensure_jars(self.version)
+            java = shutil.which("java")
+            if java is None:
+                raise BrokerStartError("`java` is not on PATH; Kafka 4 needs Java 17+")
+            port = port if port is not None else free_port()
+            if controller_port is None:
+                controller_port = free_port(exclude=frozenset({port}))
+            for wanted in (port, controller_port):
+                if not port_is_free(wanted):
+                    raise BrokerStartError(f"port {HOST}:{wanted} is already in use")
+            data = Path(data_dir) if data_dir is not None else self.state_dir / "data"
+            data.mkdir(parents=True, exist_ok=True)
+            self.properties_file.write_text(render_properties(broker_properties(port, controller_port, data)))
+            self.log4j_file.write_text(log4j_properties())
+            began = time.monotonic()
+            cluster_id = _read_cluster_id(data) or self._format(java, libs, data)
+            self._proc = self._launch(java, libs)
+            self.pid_file.write_text(f"{self._proc.pid}\n")
+            bootstrap = f"{HOST}:{port}"
+            try:
+                self._wait_ready(bootstrap, port, began + timeout)
+            except BaseException:
+                self._terminate(self._proc.pid)
+                self._forget()
+                raise
+            state = BrokerState(
+                pid=self._proc.pid,
+                bootstrap=bootstrap,
+                port=port,
+                controller_port=controller_port,
+                version=self.version,
+                cluster_id=cluster_id,
+                data_dir=str(data),
+                log_file=str(self.log_file),
+                properties_file=str(self.properties_file),
+                started_at=time.time(),
+                ready_seconds=round(time.monotonic() - began, 3),
+            )
+            _write_atomic(self.state_file, state.to_json())
+            return bootstrap
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop our broker by its pid (SIGTERM, then SIGKILL); False if none was running."""
+        with self._locked():
+            state = self.state()
+            stopped = False
+            if state is not None:
+                self._terminate(state.pid, timeout)
+                stopped = True
+            self._forget()
+            return stopped
+
+    # -- internals ---------------------------------------------------------------------------
+    def _classpath(self, libs: Path) -> str:
+        return str(libs / "*")
+
+    def _format(self, java: str, libs: Path, data: Path) -> str:
+        cluster_id = new_cluster_id()
+        cmd = [
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            self._classpath(libs),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.properties_file),
+            "--standalone",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()[-4000:]
+            raise BrokerStartError(f"formatting {data} failed (exit {done.returncode}):\n{output}")
+        return cluster_id
+
+    def _launch(self, java: str, libs: Path) -> subprocess.Popen[bytes]:
+        if self.log_file.exists():
+            self.log_file.replace(self.log_file.with_suffix(".log.1"))
+        heap = f"{self.heap_mb}m"
+        cmd = [
+            java,
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            *_JVM_FLAGS,
+            f"-Dkafka.logs.dir={self.state_dir}",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp",
+            self._classpath(libs),
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+        with self.log_file.open("ab") as log:
+            # A new session: the broker outlives `ontime broker up` and ignores the terminal's ^C.
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+
+    def _wait_ready(self, bootstrap: str, port: int, deadline: float) -> None:
+        """Block until the port accepts and a metadata request lists this broker."""
+        from confluent_kafka.admin import AdminClient
+
+        assert self._proc is not None
+        admin = None
+        last_error = "port not open yet"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise BrokerStartError(
+                    f"Kafka exited with code {code} during start-up; {self._log_tail_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise BrokerStartError(
+                    f"Kafka at {bootstrap} not ready in time ({last_error}); {self._log_tail_text()}"
+                )
+            if admin is None and _port_accepts(port):
+                admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+            if admin is not None:
+                try:
+                    metadata = admin.list_topics(timeout=2.0)
+                except Exception as exc:  # KafkaException: broker up but not serving yet
+                    last_error = str(exc)
+                else:
+                    if metadata.brokers:
+                        return
+                    last_error = "metadata lists no brokers"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=0.2)
+
+    def _terminate(self, pid: int, timeout: float = 30.0) -> None:
+        proc = self._proc if self._proc is not None and self._proc.pid == pid else None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_exit(pid, proc, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_exit(pid, proc, 10.0)
+        if proc is not None:
+            self._proc = None
+
+    def _forget(self) -> None:
+        for path in (self.pid_file, self.state_file):
+            path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the broker log ('' if there is none)."""
+        return _tail(self.log_file, lines)
+
+    def _log_tail_text(self) -> str:
+        tail = self.log_tail()
+        return f"last lines of {self.log_file}:\n{tail}" if tail else f"{self.log_file} is empty"
+
+
+# -- process helpers ---------------------------------------------------------------------------
+def _is_our_broker(pid: int, properties_file: str) -> bool:
+    """True if `pid` is alive and is `kafka.Kafka <properties_file>`: never signal a reused pid."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):  # exited, not yet reaped
+        return False
+    return b"kafka.Kafka" in args and properties_file.encode() in args
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _wait_exit(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    if proc is not None:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)  # not our child: nothing to wait on but /proc
+    return True
+
+
+def _port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _read_cluster_id(data: Path) -> str | None:
+    """The cluster id of an already formatted log dir, so a restart keeps its topics."""
+    try:
+        text = (data / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `broker up|down|status|logs|fetch`; each sets `func(args) -> int` (the exit code)."""
+    broker = subparsers.add_parser("broker", help="local Apache Kafka for development")
+    verbs = broker.add_subparsers(dest="broker_verb", required=True, metavar="VERB")
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--state-dir", type=Path, default=None, help="pid/state/log/data (default <cache>/broker)"
+        )
+
+    up = verbs.add_parser("up", help="start the local broker (idempotent)")
+    common(up)
+    up.add_argument("--port", type=int, default=None, help=f"client port (default {DEFAULT_PORT} if free)")
+    up.add_argument("--controller-port", type=int, default=None)
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument("-q", "--quiet", action="store_true", help="print only the bootstrap servers")
+    up.set_defaults(func=_cmd_up)
+
+    down = verbs.add_parser("down", help="stop the local broker")
+    common(down)
+    down.set_defaults(func=_cmd_down)
+
+    status = verbs.add_parser("status", help="bootstrap, pid, version, topic count")
+    common(status)
+    status.set_defaults(func=_cmd_status)
+
+    logs = verbs.add_parser("logs", help="print the end of the broker log")
+    common(logs)
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.set_defaults(func=_cmd_logs)
+
+    fetch = verbs.add_parser("fetch", help="download the Kafka jars with Maven (cached)")
+    fetch.add_argument("--version", default=KAFKA_VERSION)
+    fetch.set_defaults(func=_cmd_fetch)
+
+
+def _say(text: str, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    external = bootstrap_from_env()
+    if external is not None:
+        _say(
+            external
+            if args.quiet
+            else f"using existing cluster {external} ({BOOTSTRAP_ENV}); starting nothing"
+        )
+        return 0
+    broker = LocalBroker(args.state_dir)
+    running = broker.state()
+    if running is not None:
+        _say(running.bootstrap if args.quiet else f"already running: {running.bootstrap} (pid {running.pid})")
+        return 0
+    port, controller_port = args.port, args.controller_port
+    defaults_free = port_is_free(DEFAULT_PORT) and port_is_free(DEFAULT_CONTROLLER_PORT)
+    if port is None and controller_port is None and defaults_free:
+        port, controller_port = DEFAULT_PORT, DEFAULT_CONTROLLER_PORT
+    try:
+        bootstrap = broker.start(port=port, controller_port=controller_port, timeout=args.timeout)
+    except (BrokerError, JarFetchError) as exc:
+        _say(f"broker failed to start: {exc}", err=True)
+        return 1
+    state = broker.state()
+    if args.quiet:
+        _say(bootstrap)
+    elif state is not None:
+        _say(
+            f"broker up: {bootstrap} (pid {state.pid}, Kafka {state.version}, "
+            f"ready in {state.ready_seconds:.1f} s, log {state.log_file})"
+        )
+        _say(f"export {BOOTSTRAP_ENV}={bootstrap}")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    broker = LocalBroker(args.state_dir)
+    state = broker.state()
+    if broker.stop():
+        _say(f"broker stopped (pid {state.pid if state else '?'})")
+    else:
+        _say("no local broker running")
+    return 0
+
+
+def _topic_count(bootstrap: str) -> str:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2}).list_topics(timeout=5.0)
+    except Exception as exc:  # KafkaException: unreachable cluster is worth reporting, not crashing on
+        return f"unknown ({exc})"
+    names = list(metadata.topics)
+    internal = sum(name.startswith("__") for name in names)
+    return f"{len(names) - internal} (+{internal} internal)"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    external = bootstrap_from_env()
+    if external is not None:
+        _say(f"bootstrap: {external} (existing cluster from {BOOTSTRAP_ENV})")
+        _say(f"topics:    {_topic_count(external)}")
+        return 0
+    state = LocalBroker(args.state_dir).state()
+    if state is None:
+        _say("local broker: not running")
+        return 3  # LSB "program is not running"
+    _say(f"bootstrap: {state.bootstrap}")
+    _say(f"pid:       {state.pid}")
+    _say(f"version:   Kafka {state.version}")
+    _say(f"topics:    {_topic_count(state.bootstrap)}")
+    _say(f"data:      {state.data_dir}")
+    _say(f"log:       {state.log_file}")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    broker = LocalBroker(args.state_dir)
+    _say(broker.log_tail(args.lines) or f"{broker.log_file}: no log yet")
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    try:
+        libs = ensure_jars(args.version)
+    except JarFetchError as exc:
+        _say(str(exc), err=True)
+        return 1
+    _say(str(libs))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workers.broker VERB`: the same verbs as `ontime broker VERB`."""
+    parser = argparse.ArgumentParser(prog="python -m workers.broker")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["broker", *(argv if argv is not None else sys.argv[1:])])
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

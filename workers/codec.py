@@ -1,0 +1,91 @@
+"""Content types and the zero-copy tensor payload that stages hand each other.
+
+A tensor travels as raw little-endian array bytes; dtype and shape live in the content type
+(`application/x-ontime-tensor;dtype=float32;shape=1x40x101`). Sizes are checked against the
+shape *before* an array is made, and decoding never copies: the array views the Kafka buffer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from workers.errors import BadContentType, BadShape
+
+TENSOR_MIME = "application/x-ontime-tensor"
+JSON_MIME = "application/json"
+
+_DTYPES: dict[str, np.dtype[np.generic]] = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    """A parsed `type/subtype;key=value;...` header; parameter keys are lower-cased."""
+
+    mime: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str | None) -> ContentType:
+        if not text or not text.strip():
+            raise BadContentType("missing ontime-content-type header")
+        mime, *rest = (p.strip() for p in text.split(";"))
+        params: dict[str, str] = {}
+        for item in rest:
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise BadContentType(f"content type parameter {item!r} is not key=value in {text!r}")
+            params[key.strip().lower()] = value.strip()
+        if "/" not in mime:
+            raise BadContentType(f"content type {text!r} is not type/subtype")
+        return cls(mime.lower(), params)
+
+    def render(self) -> str:
+        return ";".join([self.mime, *(f"{k}={v}" for k, v in self.params.items())])
+
+
+def tensor_content_type(dtype: np.dtype[np.generic], shape: tuple[int, ...]) -> str:
+    return f"{TENSOR_MIME};dtype={dtype.name};shape={'x'.join(str(d) for d in shape)}"
+
+
+def encode_tensor(array: np.ndarray) -> tuple[bytes, str]:
+    """Bytes and content type of `array` (converted to little-endian C order only if it is not)."""
+    if array.dtype.name not in _DTYPES:
+        raise ValueError(f"dtype {array.dtype} cannot travel as a tensor payload")
+    wire = np.ascontiguousarray(array, dtype=_DTYPES[array.dtype.name])
+    return wire.tobytes(), tensor_content_type(array.dtype, tuple(array.shape))
+
+
+def decode_tensor(payload: bytes | memoryview | None, content_type: str | ContentType) -> np.ndarray:
+    """View `payload` as the declared tensor; raises BadContentType / BadShape, never copies."""
+    ct = content_type if isinstance(content_type, ContentType) else ContentType.parse(content_type)
+    if ct.mime != TENSOR_MIME:
+        raise BadContentType(f"expected {TENSOR_MIME}, got {ct.mime}")
+    dtype = _DTYPES.get(ct.params.get("dtype", ""))
+    if dtype is None:
+        raise BadContentType(f"unsupported tensor dtype {ct.params.get('dtype')!r}")
+    shape = parse_shape(ct.params.get("shape", ""))
+    expected = math.prod(shape) * dtype.itemsize
+    size = 0 if payload is None else len(payload)
+    if size != expected:
+        raise BadShape(f"payload has {size} bytes, shape {shape} of {dtype.name} needs {expected}")
+    if payload is None or expected == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.frombuffer(payload, dtype=dtype).reshape(shape)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split("x"))
+    except ValueError:
+        raise BadContentType(f"tensor shape {text!r} is not like 1x40x101") from None
+    if not dims or any(d < 0 for d in dims) or len(dims) > 8:
+        raise BadContentType(f"tensor shape {text!r} is not like 1x40x101")
+    return dims

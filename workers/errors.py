@@ -1,0 +1,53 @@
+"""Every error ontime raises on purpose, as one tree a user can catch from.
+
+    OntimeError
+    ├── ConfigError          invalid settings or pipeline YAML (names the field)
+    ├── ModelError           a model file is missing, or its sha256 differs from its card
+    ├── BrokerError          the local broker could not be started, reached or stopped
+    └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
+        ├── BadContentType   header missing or not what the stage accepts
+        ├── BadShape         payload size does not match the declared dtype and shape
+        └── BadSamples       NaN/Inf or otherwise invalid values
+
+`PoisonMessage.reason` is the short machine-readable code written to `ontime-error-reason`.
+"""
+
+from __future__ import annotations
+
+
+class OntimeError(Exception):
+    """Base of every error ontime raises on purpose."""
+
+
+class ConfigError(OntimeError):
+    """Settings or pipeline YAML are invalid; the message names the field."""
+
+
+class ModelError(OntimeError):
+    """A model file cannot be used: missing, unreadable, or its checksum is wrong."""
+
+
+class BrokerError(OntimeError):
+    """The Kafka broker could not be started, reached or stopped."""
+
+
+class PoisonMessage(OntimeError):
+    """A record that can never be processed; it is routed to the DLQ with `reason`."""
+
+    reason = "poison"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadContentType(PoisonMessage):
+    reason = "bad-content-type"
+
+
+class BadShape(PoisonMessage):
+    reason = "bad-shape"
+
+
+class BadSamples(PoisonMessage):
+    reason = "bad-samples"
