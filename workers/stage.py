@@ -23,6 +23,7 @@ from workers.frames import decode_pcm
 from workers.headers import StageTime
 from workers.model import OnnxModel
 from workers.pipeline import PipelineSpec
+from workers.telemetry import NOOP, Telemetry
 
 Kind = Literal["emit", "late", "dlq"]
 
@@ -67,31 +68,37 @@ class Stage:
         payload, content_type = codec.encode_tensor(row[self.model.output_names[0]])
         return env.forward(payload, content_type, timing)
 
-    def process(self, batch: list[Envelope]) -> list[Outcome]:
-        """Outcomes in input order: expired → late, undecodable → dlq, the rest run as one batch."""
+    def process(self, batch: list[Envelope], telemetry: Telemetry = NOOP) -> list[Outcome]:
+        """Outcomes aligned with `batch`: expired → late, undecodable → dlq, the rest run as one batch."""
         outcomes: list[Outcome | None] = [None] * len(batch)
         ready: list[tuple[int, np.ndarray]] = []
         now = now_ms()
-        for i, env in enumerate(batch):
-            if env.deadline.expired(now):
-                over = -env.deadline.remaining_ms(now)
-                outcomes[i] = Outcome(
-                    "late", env, "expired", f"deadline passed {over:.1f} ms before {self.name}"
-                )
-                continue
-            try:
-                ready.append((i, self.decode(env)))
-            except PoisonMessage as exc:
-                outcomes[i] = Outcome("dlq", env, exc.reason, exc.detail)
+        with telemetry.phase("decode", batch):
+            for i, env in enumerate(batch):
+                if env.deadline.expired(now):
+                    over = -env.deadline.remaining_ms(now)
+                    detail = f"deadline passed {over:.1f} ms before {self.name}"
+                    outcomes[i] = Outcome("late", env, "expired", detail)
+                    continue
+                try:
+                    ready.append((i, self.decode(env)))
+                except PoisonMessage as exc:
+                    outcomes[i] = Outcome("dlq", env, exc.reason, exc.detail)
+        compute_ms = 0.0
         if ready:
+            members = [batch[i] for i, _ in ready]
             started = time.perf_counter()
-            rows = self._run([a for _, a in ready])
+            with telemetry.phase("infer", members, batch_size=len(ready), model=self.model.identity):
+                rows = self._run([a for _, a in ready])
             compute_ms = (time.perf_counter() - started) * 1000.0
-            for (i, _), row in zip(ready, rows, strict=True):
-                env = batch[i]
-                timing = StageTime(self.name, env.queue_ms(), compute_ms)
-                outcomes[i] = Outcome("emit", self.encode(env, row, timing))
-        return [o for o in outcomes if o is not None]
+            with telemetry.phase("encode", members):
+                for (i, _), row in zip(ready, rows, strict=True):
+                    env = batch[i]
+                    timing = StageTime(self.name, env.queue_ms(), compute_ms)
+                    outcomes[i] = Outcome("emit", self.encode(env, row, timing))
+        done = [o for o in outcomes if o is not None]
+        telemetry.computed(batch, done, compute_ms)
+        return done
 
     def _run(self, arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         stacked = np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
