@@ -1,0 +1,51 @@
+"""Dispatch `ontime models build|evaluate <pipeline>` to the pipeline's toolchain package.
+
+A pipeline `P` provides `models.toolchain.P.build` with `build(out_dir: Path, quick: bool) -> None`
+(train, compress, export, measure, write cards) and optionally `evaluate(out_dir: Path) -> None`
+(re-measure the artifacts already in `out_dir` and rewrite their cards).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from models.card import MODELS_DIR
+from models.toolchain import render_cards
+
+
+def pipeline_module(pipeline: str) -> ModuleType:
+    """`models.toolchain.<pipeline>.build`, with a clear error for an unknown pipeline."""
+    try:
+        return importlib.import_module(f"models.toolchain.{pipeline}.build")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"models.toolchain.{pipeline}"):
+            raise SystemExit(f"no model toolchain for pipeline {pipeline!r}") from exc
+        raise
+
+
+def default_out_dir(pipeline: str) -> Path:
+    return MODELS_DIR / pipeline
+
+
+def build(pipeline: str, out_dir: Path | None = None, quick: bool = False) -> Path:
+    """Build every variant of `pipeline` into `out_dir`, then re-render docs/models.md."""
+    target = out_dir or default_out_dir(pipeline)
+    target.mkdir(parents=True, exist_ok=True)
+    pipeline_module(pipeline).build(out_dir=target, quick=quick)
+    if target.resolve().parent == MODELS_DIR.resolve():
+        render_cards.write()
+    return target
+
+
+def evaluate(pipeline: str, out_dir: Path | None = None) -> Path:
+    """Re-measure the committed variants of `pipeline` and rewrite their cards and the docs."""
+    target = out_dir or default_out_dir(pipeline)
+    module = pipeline_module(pipeline)
+    if not hasattr(module, "evaluate"):
+        raise SystemExit(f"pipeline {pipeline!r} has no evaluate step")
+    module.evaluate(out_dir=target)
+    if target.resolve().parent == MODELS_DIR.resolve():
+        render_cards.write()
+    return target
