@@ -71,6 +71,7 @@ class OntimeSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     pipeline: PipelineSpec
+    observability: ObservabilitySettings = Field(default_factory=lambda: ObservabilitySettings())
 
     @classmethod
     def settings_customise_sources(
@@ -123,3 +124,18 @@ def describe(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
+
+
+class ObservabilitySettings(BaseModel):
+    """Tracing switch and health-probe thresholds; exporters themselves read the standard `OTEL_*`."""
+
+    model_config = ConfigDict(extra="forbid")
+    tracing: bool | None = Field(
+        None, description="None: on when OTEL_TRACES_EXPORTER (or an OTLP endpoint) is set; True/False: force"
+    )
+    liveness_timeout_s: float = Field(
+        30.0, gt=0, description="/livez fails after the poll loop stalls this long"
+    )
+
+
+OntimeSettings.model_rebuild()  # resolve the forward reference to ObservabilitySettings above
