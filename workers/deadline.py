@@ -1,13 +1,26 @@
-"""Absolute deadlines in Unix epoch milliseconds, and how a frame gets one.
+"""Absolute deadlines in Unix epoch milliseconds, how a frame gets one, and what each stage may spend.
 
 A device may stamp `ontime-deadline-ms`; otherwise the first stage stamps the record's Kafka
 timestamp plus the pipeline budget. A stamped deadline later than that (plus the allowed clock
-skew) is clamped, so a device cannot buy itself more than the budget.
+skew) is clamped, so a device cannot buy itself more than the budget. docs/deadlines.md states
+the skew bounds this gives.
+
+Every function that needs "now" takes a `Clock` (or a `now` in ms), so the deadline math runs
+under a fake clock in tests.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workers.pipeline import PipelineSpec
+
+Clock = Callable[[], float]
+"""Returns the current time in Unix epoch milliseconds."""
 
 
 def now_ms() -> float:
@@ -34,14 +47,68 @@ class Deadline:
         return f"Deadline(at_ms={self.at_ms:.0f})"
 
 
-def stamp(header: str | None, record_ts_ms: int, budget_ms: float, skew_ms: float) -> int:
-    """Deadline of a frame from its header (if any) and Kafka timestamp, clamped to the budget."""
-    ceiling = record_ts_ms + budget_ms + skew_ms
+def stamp(
+    header: str | None, record_ts_ms: int, budget_ms: float, skew_ms: float, now: float | None = None
+) -> int:
+    """Deadline of a frame from its header (if any) and Kafka timestamp, clamped to the budget.
+
+    Without a header: timestamp + budget. With one: at most timestamp + budget + skew. When the
+    worker's `now` is given, a record timestamp from the future (a device clock running ahead by
+    more than `skew_ms`) is first pulled back to `now + skew_ms`, so no frame ever holds more
+    than budget + 2·skew of time at the stage that stamps it.
+    """
+    ts = float(record_ts_ms)
+    if now is not None:
+        ts = min(ts, now + skew_ms)
+    ceiling = ts + budget_ms + skew_ms
     if header:
         try:
-            stamped = int(header)
+            stamped = int(header.strip())
         except ValueError:
             stamped = None
         if stamped is not None:
             return int(min(stamped, ceiling))
-    return int(record_ts_ms + budget_ms)
+    return int(ts + budget_ms)
+
+
+# Kafka produces a frame makes after a stage's compute: one per later stage, plus the final one
+# onto P.results. The device's own produce onto P.raw is the first hop of the transport share.
+_HOPS_TOTAL = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one stage of a pipeline may spend: its own share, and the reserve it leaves downstream.
+
+    `reserve_ms` is the budget of the stages after this one plus the part of the transport share
+    for the Kafka hops still ahead. A stage admits a frame only if
+    ``remaining ≥ expected cost + reserve``.
+    """
+
+    stage: str
+    total_ms: float
+    stage_ms: float
+    reserve_ms: float
+
+    @classmethod
+    def of(cls, pipeline: PipelineSpec, stage: str) -> Budget:
+        from workers.pipeline import STAGE_ORDER
+
+        after = STAGE_ORDER[STAGE_ORDER.index(stage) + 1 :]
+        later = sum((pipeline.stages[s].budget_share for s in after), 0.0)  # type: ignore[index]
+        hops_ahead = len(after) + 1
+        transport = pipeline.transport_share * hops_ahead / _HOPS_TOTAL
+        return cls(
+            stage=stage,
+            total_ms=pipeline.budget_ms,
+            stage_ms=pipeline.stage_budget_ms(stage),
+            reserve_ms=pipeline.budget_ms * (later + transport),
+        )
+
+    def slack_ms(self, deadline: Deadline, now: float, cost_ms: float) -> float:
+        """Time to spare if the frame starts now and this stage costs `cost_ms` (negative: it misses)."""
+        return deadline.remaining_ms(now) - cost_ms - self.reserve_ms
+
+    def latest_start_ms(self, deadline: Deadline, cost_ms: float) -> float:
+        """The last moment a run costing `cost_ms` can start and still leave the downstream reserve."""
+        return deadline.at_ms - cost_ms - self.reserve_ms

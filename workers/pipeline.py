@@ -46,12 +46,33 @@ class BatchSpec(BaseModel):
     max_wait_ms: float = Field(5.0, ge=0)
 
 
+class CacheSpec(BaseModel):
+    """Content-hash → output cache of one stage (off by default: only repeated inputs gain)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    max_entries: int = Field(4096, ge=1, le=10_000_000)
+    ttl_ms: float | None = Field(None, gt=0)
+
+
+class GateSpec(BaseModel):
+    """Early-exit cascade: a tiny model answers alone when its top probability reaches `threshold`."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="gate model variant as <pipeline>/<variant> under models/")
+    threshold: float = Field(gt=0, le=1, description="from the gate card's calibration")
+
+
 class StageSpec(BaseModel):
     """One stage: which model it serves, its cheaper fallback, and its share of the budget."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="model variant as <pipeline>/<variant> under models/")
-    fallback: str | None = None
+    fallback: str | None = Field(
+        None, description="cheaper variant answering `degraded` when the model would miss"
+    )
+    gate: GateSpec | None = None
+    cache: CacheSpec = Field(default_factory=CacheSpec)
     budget_share: float = Field(gt=0, le=1)
     batch: BatchSpec = Field(default_factory=BatchSpec)
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")

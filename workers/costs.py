@@ -1,0 +1,117 @@
+"""What a batch of n messages costs a stage, learned online from its own runs.
+
+Shedding and batching both ask "how long will this take?". The answer is measured, not a
+constant: every run reports `(batch size, milliseconds)`; the model keeps the most recent ones,
+fits ``latency(n) = a + b·n`` by weighted least squares over the per-size medians (robust to a
+few slow runs), and plans with that line plus a tail margin (the 95th percentile of the recent
+residuals), or the p95 actually seen at that size when there are enough runs of it. Until there
+are enough runs, a prior (from the warm-up run) answers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """``latency(n) = intercept_ms + per_item_ms · n``, plus the margin to plan with."""
+
+    intercept_ms: float
+    per_item_ms: float
+    tail_ms: float = 0.0
+
+    def at(self, n: int) -> float:
+        return self.intercept_ms + self.per_item_ms * n
+
+
+class CostModel:
+    """Batch latency of one model variant (or one stage's per-batch overhead)."""
+
+    def __init__(
+        self,
+        prior: Line | None = None,
+        window: int = 256,
+        min_samples: int = 8,
+        min_size_samples: int = 20,
+        quantile: float = 0.95,
+    ) -> None:
+        self.prior = prior
+        self.quantile = quantile
+        self._min_samples = min_samples
+        self._min_size_samples = min_size_samples
+        self._runs: deque[tuple[int, float]] = deque(maxlen=window)
+        self._line: Line | None = None
+        self._by_size: dict[int, np.ndarray] = {}
+        self.observed = 0
+
+    def observe(self, n: int, ms: float) -> None:
+        """One run of a batch of `n` took `ms` milliseconds."""
+        if n < 1 or not np.isfinite(ms) or ms < 0:
+            return
+        self._runs.append((n, ms))
+        self.observed += 1
+        self._line = None
+
+    def set_prior(self, prior: Line) -> None:
+        self.prior = prior
+        self._line = None
+
+    def line(self) -> Line:
+        """The current fit (or the prior, or zero cost when nothing is known yet)."""
+        if self._line is None:
+            self._line = self._fit()
+        return self._line
+
+    def predict_ms(self, n: int) -> float:
+        """Central estimate for a batch of `n`."""
+        return max(0.0, self.line().at(n))
+
+    def cost_ms(self, n: int) -> float:
+        """The cost to plan with for a batch of `n`: a p95, not a mean."""
+        line = self.line()
+        estimate = max(0.0, line.at(n)) + line.tail_ms
+        seen = self._by_size.get(n)
+        if seen is not None and seen.size >= self._min_size_samples:
+            estimate = max(estimate, float(np.quantile(seen, self.quantile)))
+        return estimate
+
+    def _fit(self) -> Line:
+        if len(self._runs) < self._min_samples:
+            self._by_size = {}
+            return self.prior or Line(0.0, 0.0)
+        runs = np.array(self._runs, dtype=np.float64)
+        sizes, times = runs[:, 0].astype(np.int64), runs[:, 1]
+        self._by_size = {int(n): times[sizes == n] for n in np.unique(sizes)}
+        ns = np.array(sorted(self._by_size), dtype=np.float64)
+        medians = np.array([np.median(self._by_size[int(n)]) for n in ns])
+        weights = np.array([self._by_size[int(n)].size for n in ns], dtype=np.float64)
+        a, b = _weighted_line(ns, medians, weights, self.prior)
+        residuals = times - (a + b * sizes)
+        tail = max(0.0, float(np.quantile(residuals, self.quantile)))
+        return Line(a, b, tail)
+
+
+def _weighted_line(
+    ns: np.ndarray, medians: np.ndarray, weights: np.ndarray, prior: Line | None
+) -> tuple[float, float]:
+    """Least squares of medians on n, kept physical: slope and intercept never negative."""
+    if ns.size == 1:
+        b = prior.per_item_ms if prior else 0.0
+        b = min(b, float(medians[0]) / float(ns[0]))
+        return float(medians[0]) - b * float(ns[0]), b
+    w = weights / weights.sum()
+    n_mean = float((w * ns).sum())
+    m_mean = float((w * medians).sum())
+    var = float((w * (ns - n_mean) ** 2).sum())
+    b = float((w * (ns - n_mean) * (medians - m_mean)).sum()) / var
+    if b < 0:
+        return m_mean, 0.0
+    a = m_mean - b * n_mean
+    if a < 0:
+        # Through the origin: all of the cost is per item.
+        return 0.0, float((w * ns * medians).sum() / (w * ns * ns).sum())
+    return a, b
