@@ -1,7 +1,7 @@
 """What a model costs on this machine: onnxruntime latency per batch size, parameters and MACs.
 
 Latency is measured with a fixed number of intra-op threads (stated in every `LatencyStat`), after a
-warm-up, as the median over a few rounds of p50/p99, because the machine is shared and noisy.
+warm-up, as the median over rounds of p50/p99, because the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -37,40 +37,61 @@ def _rows(array: npt.NDArray[np.generic], batch: int) -> npt.NDArray[np.generic]
     return np.ascontiguousarray(array[index])
 
 
+def compare_latency(
+    models: Mapping[str, Path],
+    inputs: Mapping[str, npt.NDArray[np.generic]],
+    batches: Sequence[int] = BATCHES,
+    threads: int = THREADS,
+    warmup: int = 10,
+    runs: int = 50,
+    rounds: int = 5,
+) -> dict[str, list[LatencyStat]]:
+    """p50/p99 ms of one `session.run` per model and batch size; `inputs` are real samples (axis 0).
+
+    Rounds alternate between the models, so a noisy neighbour slows them all alike; each figure is
+    the median over rounds of that round's percentile.
+    """
+    sessions = {name: open_session(path, threads) for name, path in models.items()}
+    stats: dict[str, list[LatencyStat]] = {name: [] for name in models}
+    for batch in batches:
+        feed = {name: _rows(array, batch) for name, array in inputs.items()}
+        p50s: dict[str, list[float]] = {name: [] for name in models}
+        p99s: dict[str, list[float]] = {name: [] for name in models}
+        for session in sessions.values():
+            for _ in range(warmup):
+                session.run(None, feed)
+        for _ in range(rounds):
+            for name, session in sessions.items():
+                times = np.empty(runs)
+                for i in range(runs):
+                    start = time.perf_counter()
+                    session.run(None, feed)
+                    times[i] = time.perf_counter() - start
+                p50s[name].append(float(np.percentile(times, 50)) * 1e3)
+                p99s[name].append(float(np.percentile(times, 99)) * 1e3)
+        for name in models:
+            stats[name].append(
+                LatencyStat(
+                    batch=batch,
+                    p50_ms=round(float(np.median(p50s[name])), 4),
+                    p99_ms=round(float(np.median(p99s[name])), 4),
+                    threads=threads,
+                )
+            )
+    return stats
+
+
 def measure_latency(
     model_path: Path,
     inputs: Mapping[str, npt.NDArray[np.generic]],
     batches: Sequence[int] = BATCHES,
     threads: int = THREADS,
     warmup: int = 10,
-    runs: int = 100,
-    rounds: int = 3,
+    runs: int = 50,
+    rounds: int = 5,
 ) -> list[LatencyStat]:
-    """p50/p99 milliseconds of one `session.run` per batch size; `inputs` are real samples (axis 0)."""
-    session = open_session(model_path, threads)
-    stats = []
-    for batch in batches:
-        feed = {name: _rows(array, batch) for name, array in inputs.items()}
-        for _ in range(warmup):
-            session.run(None, feed)
-        p50s, p99s = [], []
-        for _ in range(rounds):
-            times = np.empty(runs)
-            for i in range(runs):
-                start = time.perf_counter()
-                session.run(None, feed)
-                times[i] = time.perf_counter() - start
-            p50s.append(float(np.percentile(times, 50)) * 1e3)
-            p99s.append(float(np.percentile(times, 99)) * 1e3)
-        stats.append(
-            LatencyStat(
-                batch=batch,
-                p50_ms=round(float(np.median(p50s)), 4),
-                p99_ms=round(float(np.median(p99s)), 4),
-                threads=threads,
-            )
-        )
-    return stats
+    """`compare_latency` of a single model."""
+    return compare_latency({"model": model_path}, inputs, batches, threads, warmup, runs, rounds)["model"]
 
 
 # Initializer inputs of these ops are quantization metadata, not learned parameters.

@@ -1,0 +1,1 @@
+"""Vision models: Fashion-MNIST classifiers (teacher, distilled student, pruned student, INT8)."""
