@@ -58,9 +58,9 @@ class Health(Telemetry):
         self._assigned = len(partitions)
 
     def stopped(self) -> None:
+        # One worker per process runs all its stages, and it calls this once on leaving.
         self._stopped += 1
-        if self._stopped >= max(1, len(self.stages)):
-            self.close()
+        self.close()
 
     # -- probes ------------------------------------------------------------------------------
 

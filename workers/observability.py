@@ -110,7 +110,8 @@ def build_telemetry(
     span_exporter: SpanExporter | None = None,
     provider: TracerProvider | None = None,
 ) -> Telemetry:
-    """Telemetry for a worker running `stages`: NOOP when everything is off.
+    """Telemetry for a worker running `stages`: NOOP when everything is off, `Tracing` alone
+    when only tracing is on, else an `Observability` fan-out.
 
     Tracing is on when `settings.observability.tracing` says so, else when the `OTEL_*`
     environment names an exporter; `span_exporter` or `provider` (tests, or a provider shared
@@ -134,6 +135,6 @@ def build_telemetry(
         metrics = Metrics(pipeline, stages)
         health = Health(stages, metrics.registry, liveness_timeout_s=obs.liveness_timeout_s)
         health.serve(port)
-    if tracing is None and metrics is None:
-        return NOOP
+    if metrics is None:
+        return NOOP if tracing is None else tracing  # no fan-out, and no lag polling for nobody
     return Observability(tracing, metrics, health)

@@ -311,20 +311,32 @@ class Tracing(Telemetry):
             message.process.set_attribute("ontime.deadline.slack_ms", round(slack, 3))
             message.process.end()
 
+    def assignment(self, partitions: Sequence[tuple[str, int]]) -> None:
+        # Records of a revoked partition are never settled here: their new owner processes them.
+        owned = set(partitions)
+        with self._lock:
+            gone = [k for k in self._open if isinstance(k, tuple) and (k[0], k[1]) not in owned]
+            left = [self._open.pop(k) for k in gone]
+        _abandon(left, "partition revoked before delivery")
+
     def stopped(self) -> None:
         with self._lock:
             left = list(self._open.values())
             self._open.clear()
-        for message in left:
-            for send in message.sends:
-                send.end()
-            message.process.set_status(Status(StatusCode.ERROR, "worker stopped before delivery"))
-            message.process.end()
+        _abandon(left, "worker stopped before delivery")
         self.provider.force_flush()
 
     def shutdown(self) -> None:
         """Flush and close the exporters (the provider is this object's to close)."""
         self.provider.shutdown()
+
+
+def _abandon(messages: Sequence[_Message], why: str) -> None:
+    for message in messages:
+        for send in message.sends:
+            send.end()
+        message.process.set_status(Status(StatusCode.ERROR, why))
+        message.process.end()
 
 
 def _phase_attributes(pipeline: str, stage: str, extra: dict[str, object]) -> dict[str, str | int | float]:

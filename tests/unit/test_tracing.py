@@ -257,12 +257,29 @@ def test_exporters_from_env() -> None:
 
 def test_build_telemetry_with_injected_exporter(exporter: InMemorySpanExporter) -> None:
     settings = load_settings("acoustic")
-    telemetry = build_telemetry(settings, ["postprocess"], span_exporter=exporter)
-    assert isinstance(telemetry, Observability)
-    assert telemetry.tracing is not None and telemetry.metrics is None and telemetry.port is None
+    tracing = build_telemetry(settings, ["postprocess"], span_exporter=exporter)
+    assert isinstance(tracing, Tracing)  # tracing alone: no fan-out in between
     topic = settings.pipeline.topics.scores
-    env = consumed(device_headers(telemetry.tracing.provider, topic), topic, offset=9)
-    run_stage(telemetry.tracing, "postprocess", topic, settings.pipeline.topics.results, [env])
+    env = consumed(device_headers(tracing.provider, topic), topic, offset=9)
+    run_stage(tracing, "postprocess", topic, settings.pipeline.topics.results, [env])
     names = {s.name for s in exporter.get_finished_spans()}
     assert {f"process {topic}", f"send {settings.pipeline.topics.results}", "infer"} <= names
-    telemetry.close()
+    with_metrics = load_settings("acoustic", {"worker": {"metrics_port": 0}})
+    both = build_telemetry(with_metrics, ["postprocess"], provider=tracing.provider)
+    assert isinstance(both, Observability) and both.tracing is not None and both.port
+    both.close()
+    tracing.shutdown()
+
+
+def test_revoked_partitions_end_their_spans(
+    pipeline: PipelineSpec, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    topic = pipeline.topics.raw
+    tracing = Tracing(pipeline, ["preprocess"], provider)
+    envs = [consumed(device_headers(provider, topic, f"f-{i}"), topic, offset=i) for i in range(2)]
+    envs[1].source = Source(topic, 5, 1, envs[1].source.timestamp_ms)  # type: ignore[union-attr]
+    tracing.taken(topic, envs)
+    tracing.assignment([(topic, 2)])  # partition 5 moved to another worker
+    (revoked,) = by_name(exporter.get_finished_spans(), f"process {topic}")
+    assert (revoked.attributes or {})["messaging.kafka.offset"] == 1
+    assert revoked.status.status_code is StatusCode.ERROR
