@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from models.card import MODELS_DIR
 from workers.errors import ModelError
 from workers.model import verify
 from workers.pipeline import STAGE_ORDER, PipelineSpec
@@ -25,7 +27,7 @@ class Check:
     detail: str
 
 
-def check_models(pipeline: PipelineSpec) -> list[Check]:
+def check_models(pipeline: PipelineSpec, root: Path = MODELS_DIR) -> list[Check]:
     """One check per (stage, primary|fallback) model the pipeline names."""
     checks: list[Check] = []
     for name in STAGE_ORDER:
@@ -36,7 +38,7 @@ def check_models(pipeline: PipelineSpec) -> list[Check]:
             refs.append(("gate", gate.model))
         for role, ref in refs:
             try:
-                card, blob = verify(ref)
+                card, blob = verify(ref, root)
             except ModelError as exc:
                 checks.append(Check(name, role, ref, False, str(exc)))
                 continue
