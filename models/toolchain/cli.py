@@ -17,16 +17,16 @@ Subparsers = Any
 def _build(args: argparse.Namespace) -> int:
     from models.toolchain import build
 
-    out = build.build(args.pipeline, out_dir=args.out, quick=args.quick)
-    print(f"built {args.pipeline} models in {out}")
+    out = build.build(args.target, out_dir=args.out, quick=args.quick)
+    print(f"built {args.target} models in {out}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from models.toolchain import build
 
-    out = build.evaluate(args.pipeline, out_dir=args.out)
-    print(f"re-evaluated {args.pipeline} models in {out}")
+    out = build.evaluate(args.target, out_dir=args.out)
+    print(f"re-evaluated {args.target} models in {out}")
     return 0
 
 
@@ -41,19 +41,20 @@ def register_cli(subparsers: Subparsers) -> Subparsers:
     """Add `models` with `build`, `evaluate`, `render` to a top-level subparsers object.
 
     Each command sets `func(args) -> int`. Returns the `models` subparsers so the caller can add
-    its own verbs next to them (e.g. `verify`).
+    its own verbs next to them (e.g. `verify`). The positional is stored as `target`, not
+    `pipeline`, so it cannot clobber the top-level `--pipeline` option.
     """
     models = subparsers.add_parser("models", help="build, evaluate and document the ONNX models")
     verbs = models.add_subparsers(dest="models_command", required=True)
 
     build = verbs.add_parser("build", help="train, compress, export and measure a pipeline's models")
-    build.add_argument("pipeline", help="pipeline name, e.g. acoustic or vision")
+    build.add_argument("target", metavar="PIPELINE", help="pipeline name, e.g. acoustic or vision")
     build.add_argument("--quick", action="store_true", help="small data and few epochs (smoke run)")
     build.add_argument("--out", type=Path, default=None, help="output dir (default models/<pipeline>)")
     build.set_defaults(func=_build)
 
     evaluate = verbs.add_parser("evaluate", help="re-measure committed models and rewrite their cards")
-    evaluate.add_argument("pipeline")
+    evaluate.add_argument("target", metavar="PIPELINE", help="pipeline name, e.g. acoustic or vision")
     evaluate.add_argument("--out", type=Path, default=None, help="models dir (default models/<pipeline>)")
     evaluate.set_defaults(func=_evaluate)
 
