@@ -145,7 +145,7 @@ class SendReport:
     sent: int = 0
     delivered: int = 0
     failed: int = 0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # last send − start + one fleet interval: the span the frames occupy
     max_behind_ms: float = 0.0
     clips: int = 0
     per_device: Counter[str] = field(default_factory=Counter)
@@ -266,6 +266,7 @@ class Fleet:
                 report.errors[err.name()] += 1
 
         started = time.monotonic()
+        sending_s = 0.0
         try:
             for n, send in enumerate(
                 schedule(len(self.devices), self.rate, duration_s=duration_s, frames=frames)
@@ -278,7 +279,10 @@ class Fleet:
                     producer.poll(min(left, 0.05))  # serve delivery callbacks while waiting
                 if self._stop.is_set():
                     break
-                report.max_behind_ms = max(report.max_behind_ms, (time.monotonic() - target) * 1000.0)
+                now = time.monotonic()
+                report.max_behind_ms = max(report.max_behind_ms, (now - target) * 1000.0)
+                # The frames occupy the span up to the last send plus one fleet interval.
+                sending_s = now - started + 1.0 / (len(self.devices) * self.rate)
                 frame = self._frame(n, send.device)
                 self._produce(producer, frame, self._payloads[n % len(self._payloads)], delivered)
                 report.frames[frame.id] = frame
@@ -290,7 +294,7 @@ class Fleet:
                 producer.poll(0)
         finally:
             undelivered = producer.flush(flush_timeout_s)
-            report.elapsed_s = time.monotonic() - started
+            report.elapsed_s = sending_s
             if undelivered:
                 self.failed += undelivered
                 report.errors["undelivered after flush"] += undelivered
@@ -363,8 +367,9 @@ def register_cli(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> OntimeSettings:
-    settings = getattr(args, "settings", None)
-    if isinstance(settings, OntimeSettings):
+    loader = getattr(args, "load_settings", None)  # set by workers.cli (global flags applied)
+    if callable(loader):
+        settings: OntimeSettings = loader()
         return settings
     return load_settings(getattr(args, "pipeline", None))
 
