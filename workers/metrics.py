@@ -42,6 +42,14 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 OUTCOMES = ("ok", "degraded", "late", "dlq")
 
 
+def outcome_label(outcome: Outcome) -> str:
+    """ok / degraded / late / dlq; an emitted envelope delivered late (late_policy: deliver) is late."""
+    if outcome.kind != "emit":
+        return outcome.kind
+    status = outcome.envelope.status
+    return status if status in OUTCOMES else "ok"
+
+
 def stage_of(env: Envelope, stages: Sequence[str], *, output: bool = False) -> str:
     """Which of `stages` handles (or, for an `output` envelope, produced) `env`.
 
@@ -124,7 +132,7 @@ class Metrics(Telemetry):
         self.model_info = Gauge(
             "ontime_model_info",
             "The model variant a stage serves (value 1)",
-            (*labels, "model", "version"), registry=r,
+            (*labels, "model", "version", "variant"), registry=r,
         )  # fmt: skip
         for stage in self.stages:  # series exist from the start, so rate() sees the first increment
             self.ready.labels(pipeline.name, stage).set(0)
@@ -147,7 +155,9 @@ class Metrics(Telemetry):
         if name == "infer" and isinstance(model, str) and envs:
             model_name, _, rest = model.partition(":")
             stage = stage_of(envs[0], self.stages)
-            self.model_info.labels(self.pipeline.name, stage, model_name, rest.partition(":")[0]).set(1)
+            variant = str(attributes.get("variant", "primary"))
+            version = rest.partition(":")[0]
+            self.model_info.labels(self.pipeline.name, stage, model_name, version, variant).set(1)
         return super().phase(name, envs, **attributes)
 
     def computed(self, envs: Sequence[Envelope], outcomes: Sequence[Outcome], compute_ms: float) -> None:
@@ -165,10 +175,7 @@ class Metrics(Telemetry):
         for outcome in outcomes:
             env = outcome.envelope
             stage = stage_of(env, self.stages, output=outcome.kind == "emit")
-            if outcome.kind == "emit":
-                kind = "degraded" if env.status == "degraded" else "ok"
-            else:
-                kind = outcome.kind
+            kind = outcome_label(outcome)
             self.messages.labels(self.pipeline.name, stage, kind).inc()
             if outcome.kind != "emit":
                 continue

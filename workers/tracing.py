@@ -31,7 +31,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from workers.deadline import now_ms
 from workers.errors import ConfigError
-from workers.metrics import stage_of
+from workers.metrics import outcome_label, stage_of
 from workers.pipeline import PipelineSpec
 from workers.telemetry import Telemetry
 
@@ -259,12 +259,11 @@ class Tracing(Telemetry):
             message = self._message(outcome.envelope)
             if message is None:
                 continue
-            env = outcome.envelope
             span = message.process
             span.set_attribute("ontime.batch.size", len(envs))
             span.set_attribute("ontime.compute_ms", round(compute_ms, 3))
             if outcome.kind == "emit":
-                span.set_attribute("ontime.outcome", env.status if env.status == "degraded" else "ok")
+                span.set_attribute("ontime.outcome", outcome_label(outcome))
             else:
                 span.set_attribute("ontime.outcome", outcome.kind)
                 span.set_attribute("ontime.error.reason", outcome.reason)

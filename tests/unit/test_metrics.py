@@ -57,7 +57,7 @@ def test_counts_and_histograms_from_hooks(pipeline: PipelineSpec) -> None:
     metrics = Metrics(pipeline, ["postprocess"])
     topic = pipeline.topics.scores
     done = ["preprocess", "infer"]
-    envs = [envelope(topic, i, stages_done=done) for i in range(4)]
+    envs = [envelope(topic, i, stages_done=done) for i in range(5)]
     envs[3].captured_ms = None  # end-to-end then counts from deadline minus budget
     metrics.taken(topic, envs)
     with metrics.phase("infer", envs, batch_size=4, model="kws:2:" + "0" * 64):
@@ -67,6 +67,7 @@ def test_counts_and_histograms_from_hooks(pipeline: PipelineSpec) -> None:
         emit(envs[1], "postprocess", "degraded"),
         Outcome("late", envs[2], "expired", ""),
         emit(envs[3], "postprocess"),
+        emit(envs[4], "postprocess", "late"),  # late_policy: deliver
     ]
     metrics.computed(envs, outcomes, 3.0)
     metrics.settled(outcomes)
@@ -74,17 +75,17 @@ def test_counts_and_histograms_from_hooks(pipeline: PipelineSpec) -> None:
     stage = {"pipeline": "acoustic", "stage": "postprocess"}
     assert value(metrics, "ontime_messages_total", **stage, outcome="ok") == 2
     assert value(metrics, "ontime_messages_total", **stage, outcome="degraded") == 1
-    assert value(metrics, "ontime_messages_total", **stage, outcome="late") == 1
+    assert value(metrics, "ontime_messages_total", **stage, outcome="late") == 2
     assert value(metrics, "ontime_messages_total", **stage, outcome="dlq") == 0
-    assert value(metrics, "ontime_stage_queue_seconds_count", **stage) == 4
-    assert value(metrics, "ontime_stage_queue_seconds_sum", **stage) >= 4 * 0.012 - 1e-9
-    assert value(metrics, "ontime_stage_compute_seconds_count", **stage) == 3
+    assert value(metrics, "ontime_stage_queue_seconds_count", **stage) == 5
+    assert value(metrics, "ontime_stage_queue_seconds_sum", **stage) >= 5 * 0.012 - 1e-9
+    assert value(metrics, "ontime_stage_compute_seconds_count", **stage) == 4
     assert value(metrics, "ontime_batch_size_count", **stage) == 1
-    assert value(metrics, "ontime_batch_size_sum", **stage) == 4
-    assert value(metrics, "ontime_end_to_end_seconds_count", **stage) == 3
+    assert value(metrics, "ontime_batch_size_sum", **stage) == 5
+    assert value(metrics, "ontime_end_to_end_seconds_count", **stage) == 4
     assert value(metrics, "ontime_end_to_end_seconds_sum", **stage) >= 0.040 * 2
-    assert value(metrics, "ontime_deadline_slack_seconds_count", **stage) == 3
-    assert value(metrics, "ontime_model_info", **stage, model="kws", version="2") == 1
+    assert value(metrics, "ontime_deadline_slack_seconds_count", **stage) == 4
+    assert value(metrics, "ontime_model_info", **stage, model="kws", version="2", variant="primary") == 1
 
 
 def test_end_to_end_only_at_the_last_stage(pipeline: PipelineSpec) -> None:
