@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from workers.broker_cds import adopt_archive, archive_path, class_sharing_flags
 from workers.broker_config import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_PORT,
@@ -96,6 +97,8 @@ class BrokerState:
     properties_file: str
     started_at: float
     ready_seconds: float
+    libs_dir: str = ""
+    class_archive_dump: str = ""  # where this JVM writes its class archive on exit, if it does
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -111,11 +114,17 @@ class LocalBroker:
     """One local Kafka broker whose files live in `state_dir`; safe to drive from several processes."""
 
     def __init__(
-        self, state_dir: Path | None = None, version: str = KAFKA_VERSION, heap_mb: int = 512
+        self,
+        state_dir: Path | None = None,
+        version: str = KAFKA_VERSION,
+        heap_mb: int = 512,
+        class_sharing: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.version = version
         self.heap_mb = heap_mb
+        self.class_sharing = class_sharing
+        self._dump: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- files -------------------------------------------------------------------------------
@@ -177,17 +186,20 @@ class LocalBroker:
             running = self.state()
             if running is not None:
                 return running.bootstrap
+            self._discard_stale_dump()
             self._forget()
-            libs = ensure_jars(self.version)
-            java = shutil.which("java")
-            if java is None:
-                raise BrokerStartError("`java` is not on PATH; Kafka 4 needs Java 17+")
             port = port if port is not None else free_port()
             if controller_port is None:
                 controller_port = free_port(exclude=frozenset({port}))
+            if port == controller_port:
+                raise BrokerStartError(f"client and controller port are both {port}")
             for wanted in (port, controller_port):
                 if not port_is_free(wanted):
                     raise BrokerStartError(f"port {HOST}:{wanted} is already in use")
+            java = shutil.which("java")
+            if java is None:
+                raise BrokerStartError("`java` is not on PATH; Kafka 4 needs Java 17+")
+            libs = ensure_jars(self.version)
             data = Path(data_dir) if data_dir is not None else self.state_dir / "data"
             data.mkdir(parents=True, exist_ok=True)
             self.properties_file.write_text(render_properties(broker_properties(port, controller_port, data)))
@@ -202,6 +214,8 @@ class LocalBroker:
             except BaseException:
                 self._terminate(self._proc.pid)
                 self._forget()
+                if self._dump is not None:
+                    self._dump.unlink(missing_ok=True)
                 raise
             state = BrokerState(
                 pid=self._proc.pid,
@@ -215,6 +229,8 @@ class LocalBroker:
                 properties_file=str(self.properties_file),
                 started_at=time.time(),
                 ready_seconds=round(time.monotonic() - began, 3),
+                libs_dir=str(libs),
+                class_archive_dump=str(self._dump or ""),
             )
             _write_atomic(self.state_file, state.to_json())
             return bootstrap
@@ -225,8 +241,14 @@ class LocalBroker:
             state = self.state()
             stopped = False
             if state is not None:
-                self._terminate(state.pid, timeout)
+                graceful = self._terminate(state.pid, timeout)
                 stopped = True
+                if state.class_archive_dump:
+                    dump = Path(state.class_archive_dump)
+                    if graceful and state.libs_dir:
+                        adopt_archive(dump, Path(state.libs_dir))
+                    else:  # killed mid-dump: the file may be truncated
+                        dump.unlink(missing_ok=True)
             self._forget()
             return stopped
 
@@ -236,9 +258,13 @@ class LocalBroker:
 
     def _format(self, java: str, libs: Path, data: Path) -> str:
         cluster_id = new_cluster_id()
+        archive = archive_path(libs)
+        sharing = [f"-XX:SharedArchiveFile={archive}"] if self.class_sharing and archive.is_file() else []
         cmd = [
             java,
             "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",  # a short-lived tool: the C2 compiler would only cost CPU
+            *sharing,
             f"-Dlog4j2.configurationFile={self.log4j_file}",
             "-cp",
             self._classpath(libs),
@@ -260,11 +286,16 @@ class LocalBroker:
         if self.log_file.exists():
             self.log_file.replace(self.log_file.with_suffix(".log.1"))
         heap = f"{self.heap_mb}m"
+        sharing: list[str] = []
+        self._dump = None
+        if self.class_sharing:
+            sharing, self._dump = class_sharing_flags(libs)
         cmd = [
             java,
             f"-Xmx{heap}",
             f"-Xms{heap}",
             *_JVM_FLAGS,
+            *sharing,
             f"-Dkafka.logs.dir={self.state_dir}",
             f"-Dlog4j2.configurationFile={self.log4j_file}",
             "-cp",
@@ -314,16 +345,28 @@ class LocalBroker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=0.2)
 
-    def _terminate(self, pid: int, timeout: float = 30.0) -> None:
+    def _terminate(self, pid: int, timeout: float = 30.0) -> bool:
+        """SIGTERM, wait, then SIGKILL; True if the JVM exited on its own after SIGTERM."""
         proc = self._proc if self._proc is not None and self._proc.pid == pid else None
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        if not _wait_exit(pid, proc, timeout):
+        graceful = _wait_exit(pid, proc, timeout)
+        if not graceful:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_exit(pid, proc, 10.0)
         if proc is not None:
             self._proc = None
+        return graceful
+
+    def _discard_stale_dump(self) -> None:
+        """A broker that died without `stop` may have left a half-written class archive."""
+        try:
+            dump = BrokerState.from_json(self.state_file.read_text()).class_archive_dump
+        except (OSError, ValueError, TypeError):
+            return
+        if dump:
+            Path(dump).unlink(missing_ok=True)
 
     def _forget(self) -> None:
         for path in (self.pid_file, self.state_file):

@@ -1,0 +1,55 @@
+# ontime developer tasks. Every tool runs from .venv, so CI and laptops use the same versions.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= dev,audio,report
+# Re-install only when the dependencies change.
+STAMP  := $(VENV)/.ontime-installed
+
+.PHONY: setup test lint typecheck unit integration kafka-jars broker-up broker-down broker-status demo bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@touch $@
+
+# ruff, mypy, then unit and integration tests (the latter start a real Kafka broker).
+# pytest exit code 5 means "no tests collected", which is not a failure here.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q tests/unit tests/integration || [ $$? -eq 5 ]
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit || [ $$? -eq 5 ]
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration || [ $$? -eq 5 ]
+
+# Fetch the Kafka broker jars with Maven into ~/.cache/ontime (or $$ONTIME_CACHE_DIR) once.
+kafka-jars: $(STAMP)
+	@$(BIN)/python -m workers.broker fetch >/dev/null
+
+broker-up: $(STAMP)
+	@$(BIN)/python -m workers.broker up
+
+broker-down: $(STAMP)
+	@$(BIN)/python -m workers.broker down
+
+broker-status: $(STAMP)
+	@$(BIN)/python -m workers.broker status
+
+demo: $(STAMP)
+	$(BIN)/ontime demo
+
+bench: $(STAMP)
+	$(BIN)/ontime bench
