@@ -18,15 +18,18 @@ The worker loop uses it like this::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
-from workers.deadline import Budget, Clock, now_ms
-from workers.envelope import Envelope
+from workers import headers as h
+from workers.deadline import Budget, Clock, Deadline, now_ms, stamp
 from workers.shedding import Costs, Shed, plan
 
+T = TypeVar("T")
 
-class DeadlineBatcher:
-    """Collects envelopes for one stage and says when the current batch must close."""
+
+class DeadlineBatcher(Generic[T]):
+    """Collects items (envelopes, or raw records with their deadline) and says when to close."""
 
     def __init__(
         self, *, budget: Budget, costs: Costs, max_size: int, max_wait_ms: float, clock: Clock = now_ms
@@ -36,16 +39,16 @@ class DeadlineBatcher:
         self.max_size = max_size
         self.max_wait_ms = max_wait_ms
         self._clock = clock
-        self._pending: list[Envelope] = []
+        self._pending: list[tuple[T, Deadline]] = []
         self._opened_ms = 0.0
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, env: Envelope) -> None:
+    def add(self, item: T, deadline: Deadline) -> None:
         if not self._pending:
             self._opened_ms = self._clock()
-        self._pending.append(env)
+        self._pending.append((item, deadline))
 
     def full(self) -> bool:
         return len(self._pending) >= self.max_size
@@ -58,7 +61,7 @@ class DeadlineBatcher:
             return self._opened_ms
         n = len(self._pending)
         cost = self.costs.overhead(n) + self.costs.primary(n)
-        urgent = min(e.deadline.at_ms for e in self._pending)
+        urgent = min(d.at_ms for _, d in self._pending)
         return min(self._opened_ms + self.max_wait_ms, urgent - cost - self.budget.reserve_ms)
 
     def wait_ms(self, now: float | None = None, idle_ms: float = 100.0) -> float:
@@ -72,24 +75,35 @@ class DeadlineBatcher:
         close = self.close_at_ms()
         return close is not None and close <= (self._clock() if now is None else now)
 
-    def take(self, now: float | None = None) -> tuple[list[Envelope], list[tuple[Envelope, Shed]]]:
+    def take(self, now: float | None = None) -> tuple[list[T], list[tuple[T, Shed]]]:
         """Close the batch: up to `max_size` members to run (arrival order), and those dropped."""
         now = self._clock() if now is None else now
         members, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
         if self._pending:
             self._opened_ms = now
-        decided = plan([e.deadline for e in members], now, self.budget, self.costs)
+        decided = plan([d for _, d in members], now, self.budget, self.costs)
         dropped = {s.index: s for s in decided.shed}
-        batch = [e for i, e in enumerate(members) if i not in dropped]
-        return batch, [(members[i], s) for i, s in sorted(dropped.items())]
+        batch = [item for i, (item, _) in enumerate(members) if i not in dropped]
+        return batch, [(members[i][0], s) for i, s in sorted(dropped.items())]
 
-    def discard(self, partitions: Iterable[tuple[str, int]]) -> list[Envelope]:
-        """Forget members from revoked partitions (their new owner will consume them again)."""
-        gone = set(partitions)
-        keep: list[Envelope] = []
-        lost: list[Envelope] = []
-        for env in self._pending:
-            src = env.source
-            (lost if src is not None and (src.topic, src.partition) in gone else keep).append(env)
-        self._pending = keep
+    def drain(self) -> list[T]:
+        """Every pending item in arrival order, leaving the batcher empty (no admission check)."""
+        items = [item for item, _ in self._pending]
+        self._pending = []
+        return items
+
+    def discard(self, gone: Callable[[T], bool]) -> list[T]:
+        """Forget members `gone` says to (e.g. from revoked partitions: their new owner has them)."""
+        lost = [item for item, _ in self._pending if gone(item)]
+        self._pending = [(item, d) for item, d in self._pending if not gone(item)]
         return lost
+
+
+def record_deadline(msg: Any, budget_ms: float, skew_ms: float, now: float) -> Deadline:
+    """The deadline of a consumed confluent_kafka.Message from its header alone (no payload work)."""
+    value: str | None = None
+    for key, raw in msg.headers() or ():
+        if key == h.DEADLINE_MS:
+            value = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+    _, ts = msg.timestamp()
+    return Deadline(stamp(value, int(ts) if ts and ts > 0 else int(now), budget_ms, skew_ms, now))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from workers.batcher import DeadlineBatcher, record_deadline
 from workers.chain import Routed, check_order, run_chain
 from workers.deadline import Deadline, now_ms
 from workers.envelope import Envelope, Source
@@ -52,6 +53,7 @@ TP = tuple[str, int]
 PAUSE_AFTER_S = 0.2
 COMPUTE_POLL_S = 0.05
 LAG_EVERY_S = 5.0
+DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -93,6 +95,15 @@ class StageWorker:
         self.input_topic = self.pipeline.input_topic(first)
         self.output_topic = self.pipeline.output_topic(stages[-1].name)
         self.batch = self.pipeline.stages[first].batch  # type: ignore[index]
+        # infer closes its batches by its members' deadlines (workers/batcher.py), not a fixed wait
+        self._batcher: DeadlineBatcher[Message] | None = None
+        if first == "infer":
+            self._batcher = DeadlineBatcher(
+                budget=stages[0].budget,
+                costs=stages[0].planning_costs(),
+                max_size=self.batch.max_size,
+                max_wait_ms=self.batch.max_wait_ms,
+            )
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         self.producer = Producer({**producer_config(settings, first), "error_cb": self._on_error})
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{first}-compute")
@@ -168,11 +179,32 @@ class StageWorker:
             if first is None:
                 return []
             taken = [first]
-        if len(taken) < size:
+        if self._batcher is not None:
+            taken = self._fill_by_deadline(self._batcher, taken)
+        elif len(taken) < size:
             taken += self.consumer.consume(
                 num_messages=size - len(taken), timeout=self.batch.max_wait_ms / 1000
             )
         return [m for m in taken if self._readable(m)]
+
+    def _fill_by_deadline(self, batcher: DeadlineBatcher[Message], taken: list[Message]) -> list[Message]:
+        """Take more records until the batch is full or its most urgent member must start.
+
+        Waits in short slices so a newly arrived, more urgent record can pull the close earlier.
+        The stage sheds members that can no longer make it right before the run.
+        """
+        budget, skew = self.pipeline.budget_ms, self.pipeline.max_clock_skew_ms
+        try:
+            for msg in taken:
+                batcher.add(msg, record_deadline(msg, budget, skew, now_ms()))
+            while not batcher.due() and not batcher.full():
+                wait_s = min(batcher.wait_ms(), DEADLINE_SLICE_MS) / 1000.0
+                more = batcher.max_size - len(batcher)
+                for msg in self.consumer.consume(num_messages=more, timeout=wait_s):
+                    batcher.add(msg, record_deadline(msg, budget, skew, now_ms()))
+        finally:
+            taken = batcher.drain()
+        return taken
 
     def _readable(self, msg: Message) -> bool:
         err = msg.error()

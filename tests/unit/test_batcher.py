@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.batcher import DeadlineBatcher
+from workers.batcher import DeadlineBatcher, record_deadline
 from workers.deadline import Budget, Deadline
 from workers.envelope import Envelope, Source
 from workers.shedding import CostFn, Costs
@@ -37,9 +37,13 @@ def env(deadline_ms: float, partition: int = 0, offset: int = 0) -> Envelope:
     )
 
 
+def pair(e: Envelope) -> tuple[Envelope, Deadline]:
+    return e, e.deadline
+
+
 def batcher(
     clock: FakeClock, costs: Costs | None = None, max_size: int = 4, wait: float = 10
-) -> DeadlineBatcher:
+) -> DeadlineBatcher[Envelope]:
     return DeadlineBatcher(
         budget=BUDGET,
         costs=costs or Costs(primary=line(5, 1)),
@@ -60,7 +64,7 @@ def test_empty_batcher_has_nothing_to_close() -> None:
 def test_with_time_to_spare_it_waits_max_wait() -> None:
     clock = FakeClock()
     b = batcher(clock)
-    b.add(env(clock.now + 250))
+    b.add(*pair(env(clock.now + 250)))
     assert b.close_at_ms() == clock.now + 10
     clock.now += 9.9
     assert not b.due()
@@ -73,8 +77,8 @@ def test_the_most_urgent_member_closes_the_batch_early() -> None:
     clock = FakeClock()
     b = batcher(clock, wait=100)
     start = clock.now
-    b.add(env(start + 250))
-    b.add(env(start + 60))  # 60 − (5 + 2) − 50 = 3 ms to wait at most
+    b.add(*pair(env(start + 250)))
+    b.add(*pair(env(start + 60)))  # 60 − (5 + 2) − 50 = 3 ms to wait at most
     assert b.close_at_ms() == pytest.approx(start + 3)
     clock.now += 2
     assert not b.due()
@@ -86,9 +90,9 @@ def test_a_bigger_batch_is_predicted_slower_so_it_closes_sooner() -> None:
     clock = FakeClock()
     b = batcher(clock, costs=Costs(primary=line(2, 3)), wait=100, max_size=8)
     start = clock.now
-    b.add(env(start + 80))
+    b.add(*pair(env(start + 80)))
     first = b.close_at_ms()
-    b.add(env(start + 200))
+    b.add(*pair(env(start + 200)))
     second = b.close_at_ms()
     assert first == pytest.approx(start + 80 - 5 - 50)
     assert second == pytest.approx(start + 80 - 8 - 50)
@@ -102,7 +106,7 @@ def test_measured_costs_move_the_close_time() -> None:
         return slow[0] + n
 
     b = batcher(clock, costs=Costs(primary=measured), wait=100)
-    b.add(env(clock.now + 100))
+    b.add(*pair(env(clock.now + 100)))
     before = b.close_at_ms()
     slow[0] = 25.0  # the stage got slower
     after = b.close_at_ms()
@@ -114,7 +118,7 @@ def test_a_full_batch_is_due_at_once() -> None:
     clock = FakeClock()
     b = batcher(clock, max_size=3, wait=100)
     for i in range(3):
-        b.add(env(clock.now + 250, offset=i))
+        b.add(*pair(env(clock.now + 250, offset=i)))
     assert b.full()
     assert b.due()
     assert b.wait_ms() == 0
@@ -124,9 +128,9 @@ def test_take_removes_members_that_can_no_longer_make_it() -> None:
     clock = FakeClock()
     b = batcher(clock, wait=100)
     start = clock.now
-    b.add(env(start + 200, offset=0))
-    b.add(env(start + 58, offset=1))  # alone it needs 6 + 50 = 56: fine now
-    b.add(env(start + 200, offset=2))
+    b.add(*pair(env(start + 200, offset=0)))
+    b.add(*pair(env(start + 58, offset=1)))  # alone it needs 6 + 50 = 56: fine now
+    b.add(*pair(env(start + 200, offset=2)))
     clock.now += 5  # now it has 53 < 56
     batch, dropped = b.take()
     assert [e.id for e in batch] == ["f0-0", "f0-2"]
@@ -137,7 +141,7 @@ def test_take_removes_members_that_can_no_longer_make_it() -> None:
 def test_take_keeps_a_member_the_fallback_can_still_answer() -> None:
     clock = FakeClock()
     b = batcher(clock, costs=Costs(primary=line(20, 1), fallback=line(1, 0.1)), wait=100)
-    b.add(env(clock.now + 55))  # primary needs 71, fallback needs 51.1
+    b.add(*pair(env(clock.now + 55)))  # primary needs 71, fallback needs 51.1
     assert b.due()  # the primary cannot wait at all
     batch, dropped = b.take()
     assert len(batch) == 1 and dropped == []
@@ -147,7 +151,7 @@ def test_take_returns_at_most_max_size_and_reopens_with_the_rest() -> None:
     clock = FakeClock()
     b = batcher(clock, max_size=2, wait=10)
     for i in range(5):
-        b.add(env(clock.now + 250, offset=i))
+        b.add(*pair(env(clock.now + 250, offset=i)))
     clock.now += 1
     batch, _ = b.take()
     assert [e.id for e in batch] == ["f0-0", "f0-1"]
@@ -161,7 +165,7 @@ def test_take_returns_at_most_max_size_and_reopens_with_the_rest() -> None:
 def test_expired_members_are_dropped_as_expired() -> None:
     clock = FakeClock()
     b = batcher(clock)
-    b.add(env(clock.now - 1))
+    b.add(*pair(env(clock.now - 1)))
     batch, dropped = b.take()
     assert batch == []
     assert dropped[0][1].reason == "expired"
@@ -170,8 +174,28 @@ def test_expired_members_are_dropped_as_expired() -> None:
 def test_revoked_partitions_are_discarded() -> None:
     clock = FakeClock()
     b = batcher(clock)
-    b.add(env(clock.now + 250, partition=0, offset=1))
-    b.add(env(clock.now + 250, partition=1, offset=2))
-    lost = b.discard([("t", 1)])
+    b.add(*pair(env(clock.now + 250, partition=0, offset=1)))
+    b.add(*pair(env(clock.now + 250, partition=1, offset=2)))
+    lost = b.discard(lambda e: e.source is not None and e.source.partition == 1)
     assert [e.id for e in lost] == ["f1-2"]
     assert len(b) == 1
+
+
+class Record:
+    """The two accessors of a consumed record that `record_deadline` reads."""
+
+    def __init__(self, headers: list[tuple[str, bytes]], ts: int) -> None:
+        self._headers, self._ts = headers, ts
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._ts)
+
+
+def test_record_deadline_reads_the_header_and_clamps_it() -> None:
+    assert record_deadline(Record([("ontime-deadline-ms", b"1200")], 1_000), 250, 50, 1_000).at_ms == 1_200
+    assert record_deadline(Record([("ontime-deadline-ms", b"9999")], 1_000), 250, 50, 1_000).at_ms == 1_300
+    assert record_deadline(Record([], 1_000), 250, 50, 1_010).at_ms == 1_250
+    assert record_deadline(Record([], -1), 250, 50, 1_010).at_ms == 1_260
