@@ -271,6 +271,9 @@ def run_demo(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = options.run_dir or Path(".ontime") / f"demo-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if options.run_dir is None:
+        # The run files are scratch: keep them out of git without touching the repo's .gitignore.
+        (run_dir.parent / ".gitignore").write_text("*\n")
     outcome = DemoOutcome(run_dir)
     broker = _Broker(bootstrap, None, "given by the caller") if bootstrap else _find_or_start_broker(out)
     _say(out, f"broker: {broker.bootstrap} — {broker.where}")
