@@ -217,3 +217,26 @@ def test_build_telemetry_serves_on_a_free_port(monkeypatch: pytest.MonkeyPatch) 
         assert telemetry.port is None  # the last stage stopped: the server closed
     finally:
         telemetry.close()
+
+
+def test_dashboard_queries_name_only_metrics_that_exist(pipeline: PipelineSpec) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    board = json.loads((Path(__file__).parents[2] / "helm/ontime/dashboards/ontime.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert float(variables["budget_le"]["query"]) in LATENCY_BUCKETS
+    suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
+    exposed = {
+        family.name + suffix
+        for family in Metrics(pipeline, ["infer"]).registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    used = {name for e in exprs for name in re.findall(r"\bontime_[a-z_]+", e)}
+    assert used and used <= exposed, used - exposed
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
