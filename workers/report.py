@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from schemas.results import Result
 from workers.errors import ConfigError
 from workers.latency_stats import Summary, summarize
-from workers.pipeline import STAGE_ORDER, PipelineSpec
+from workers.pipeline import STAGE_ORDER, PipelineSpec, pipeline_file
 
 PERCENTILES = ("p50", "p95", "p99")
 _STAGE_COLOURS = {"preprocess": "#4C72B0", "infer": "#DD8452", "postprocess": "#55A868"}
@@ -109,6 +110,17 @@ def end_to_end_ms(result: Result, budget_ms: float | None) -> float | None:
     if budget_ms is None:
         return None
     return float(result.completed_ms - (result.deadline_ms - budget_ms))
+
+
+def bundled_pipeline(name: str) -> PipelineSpec | None:
+    """The shipped pipelines/<name>/pipeline.yaml, for budgets when the caller gave none."""
+    path = pipeline_file(name) if name.replace("-", "").replace("_", "").isalnum() else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return PipelineSpec.model_validate(yaml.safe_load(path.read_text()))
+    except (ValidationError, yaml.YAMLError):
+        return None
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -387,9 +399,14 @@ queue + compute exceeds its share of the budget.</p>
 
 
 def write_report(results: list[Result], out_dir: Path, pipeline: PipelineSpec | None = None) -> list[Path]:
-    """Write `budget.png`, `report.html` and `report.txt` into `out_dir`; returns their paths."""
+    """Write `budget.png`, `report.html` and `report.txt` into `out_dir`; returns their paths.
+
+    Without `pipeline`, budgets come from the bundled pipeline the results name, if there is one.
+    """
     if not results:
         raise ConfigError("no results to report on")
+    if pipeline is None:
+        pipeline = bundled_pipeline(results[0].pipeline)
     budget = Budget.of(results, pipeline)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = render_png(budget, out_dir / "budget.png")
