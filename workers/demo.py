@@ -183,6 +183,7 @@ class _Worker:
     stage: str
     proc: subprocess.Popen[bytes]
     log: Path
+    spawned: float = field(default_factory=time.monotonic)
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -231,7 +232,7 @@ def _wait_ready(settings: OntimeSettings, workers: list[_Worker], timeout: float
             held = sum(len(m.assignment.topic_partitions) for m in members if m.assignment)
             if held:
                 w = pending.pop(groups[group])
-                waited = time.monotonic() - started
+                waited = time.monotonic() - w.spawned
                 _say(out, f"  {w.stage:<12} ready in {waited:4.1f} s  (pid {w.proc.pid}, {held} partitions)")
         if pending and time.monotonic() - started > timeout:
             tails = "\n".join(f"  {w.stage} ({w.log}):\n{w.tail()}" for w in pending.values())
@@ -447,15 +448,16 @@ def _summary(
         hits[0] += int(result.label == frame.label)
         hits[1] += 1
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items())) or "-"
-    reasons = ", ".join(f"{k} ×{v}" for k, v in tally.reasons.most_common(4))
+    late_why = _reasons(tally, "late")
+    dlq_why = _reasons(tally, "dlq")
     lines = [
         f"SUMMARY  {spec.name}: {options.devices} devices × {options.rate:g} frames/s × "
         f"{options.duration_s:g} s, broker {broker.bootstrap}",
         f"  frames sent        {outcome.sent:>7}   ({report.achieved_rate:.1f}/s, "
         f"delivered {report.delivered}, failed {report.failed})",
         f"  results            {outcome.results:>7}   ({statuses})",
-        f"  late               {outcome.late:>7}",
-        f"  dlq                {outcome.dlq:>7}" + (f"   ({reasons})" if reasons else ""),
+        f"  late               {outcome.late:>7}" + (f"   ({late_why})" if late_why else ""),
+        f"  dlq                {outcome.dlq:>7}" + (f"   ({dlq_why})" if dlq_why else ""),
         f"  accounted for      {outcome.accounted:>7} / {outcome.sent}"
         + (f"   ({tally.duplicates} duplicate records ignored)" if tally.duplicates else ""),
         f"  accuracy           {_pct(outcome.correct, outcome.scored)}   ({outcome.correct}/{outcome.scored} "
@@ -485,6 +487,12 @@ def _summary(
     else:
         lines.append("OK: every frame sent is accounted for; workers stopped cleanly.")
     return "\n".join(lines)
+
+
+def _reasons(tally: Tally, kind: str) -> str:
+    """`stage:reason ×count` of the most common reasons frames of `kind` ended so."""
+    found = [(k.split(":", 1)[1], n) for k, n in tally.reasons.most_common() if k.startswith(kind + ":")]
+    return ", ".join(f"{why} ×{n}" for why, n in found[:4])
 
 
 def _write_files(run_dir: Path, report: SendReport, tally: Tally, out: TextIO) -> list[Path]:

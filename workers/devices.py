@@ -257,6 +257,9 @@ class Fleet:
 
         report = SendReport(self.topic, len(self.devices), self.rate, clips=len(self._clips))
         producer = Producer(self.producer_config())
+        # Connect and learn the topic's leaders before the clock starts, as a device does at boot:
+        # otherwise the first frames carry the connection set-up in their latency.
+        producer.list_topics(self.topic, timeout=10.0)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
