@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, KafkaException, NewTopic, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from workers import headers as h
 from workers.broker import LocalBroker, bootstrap_from_env, default_state_dir
