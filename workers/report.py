@@ -12,7 +12,6 @@ import argparse
 import base64
 import html
 import json
-import math
 import sys
 import time
 import uuid
@@ -195,26 +194,24 @@ def render_table(budget: Budget) -> str:
     """The budget as a plain-text table (milliseconds)."""
 
     def cells(s: Summary) -> str:
-        return " ".join(f"{s.cell(q):>7}" for q in PERCENTILES)
+        return "".join(f"{s.cell(q):>8}" for q in PERCENTILES)
 
-    head = f"{'':>7} {'p50':>7} {'p95':>7} {'p99':>7}"
-    lines = [
-        f"latency budget of {budget.pipeline}: {budget.count} results "
-        + ", ".join(f"{k} {v}" for k, v in sorted(budget.statuses.items())),
-        "",
-        f"{'stage':<12} {'budget':>7} | queue {head[7:]} | compute{head[7:]} | queue+compute{head[7:]}",
-    ]
+    group = f"{'':<12}{'':>8}   {'queue':^24} {'compute':^24} {'queue + compute':^24}".rstrip()
+    head = f"{'stage':<12}{'budget':>8}   " + " ".join(
+        "".join(f"{q:>8}" for q in PERCENTILES) for _ in range(3)
+    )
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(budget.statuses.items()))
+    lines = [f"latency budget of {budget.pipeline}: {budget.count} results ({statuses}); milliseconds", ""]
+    lines += [group, head]
     for row in budget.stages:
-        share = f"{row.budget_ms:7.1f}" if row.budget_ms is not None else f"{'-':>7}"
-        lines.append(
-            f"{row.stage:<12} {share} |       {cells(row.queue)} |        {cells(row.compute)}"
-            f" |              {cells(row.total)}  {row.verdict()}"
-        )
+        share = f"{row.budget_ms:8.1f}" if row.budget_ms is not None else f"{'-':>8}"
+        timings = f"{cells(row.queue)} {cells(row.compute)} {cells(row.total)}"
+        lines.append(f"{row.stage:<12}{share}   {timings}  {row.verdict()}")
     if budget.transport_ms:
-        lines.append(f"{'transport':<12} {budget.transport_ms:7.1f} |  (Kafka hops between stages)")
+        lines.append(f"{'transport':<12}{budget.transport_ms:8.1f}   (Kafka hops; not measured per stage)")
     e2e = budget.end_to_end
-    total = f"{budget.budget_ms:7.1f}" if budget.budget_ms is not None else f"{'-':>7}"
-    lines += ["", f"{'end-to-end':<12} {total} |       {cells(e2e)}   (n={e2e.count}, max {e2e.cell('max')})"]
+    total = f"{budget.budget_ms:8.1f}" if budget.budget_ms is not None else f"{'-':>8}"
+    lines += ["", f"{'end-to-end':<12}{total}   {cells(e2e)}   n={e2e.count}, max {e2e.cell('max')}"]
     if budget.within_budget is not None:
         lines.append(f"within the {budget.budget_ms:.0f} ms budget: {100 * budget.within_budget:.1f} %")
     return "\n".join(lines)
@@ -229,22 +226,18 @@ def render_png(budget: Budget, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     fig, (bars, dist) = plt.subplots(
-        1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1.1, 1.0]}, constrained_layout=True
+        1, 2, figsize=(15, 6.8), gridspec_kw={"width_ratios": [1.15, 1.0]}, constrained_layout=True
     )
+    statuses = ", ".join(f"{v} {k}" for k, v in sorted(budget.statuses.items()))
     fig.suptitle(
-        f"Latency budget of '{budget.pipeline}' — {budget.count} results", fontsize=14, fontweight="bold"
+        f"Latency budget of '{budget.pipeline}': {budget.count} results ({statuses})",
+        fontsize=14,
+        fontweight="bold",
     )
     _stacked_bars(bars, budget)
     _distribution(dist, budget)
-    handles = []
-    for row in budget.stages:
-        colour = _STAGE_COLOURS.get(row.stage, _OTHER_COLOUR)
-        handles.append(Patch(facecolor=colour, label=f"{row.stage} compute"))
-        handles.append(Patch(facecolor=colour, alpha=0.35, hatch="///", label=f"{row.stage} queue"))
-    bars.legend(handles=handles, loc="upper left", fontsize=9, ncol=1, framealpha=0.9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -252,92 +245,110 @@ def render_png(budget: Budget, path: Path) -> Path:
 
 
 def _stacked_bars(ax: Any, budget: Budget) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     labels = list(PERCENTILES)
     with_budget = budget.budget_ms is not None and any(r.budget_ms is not None for r in budget.stages)
     if with_budget:
         labels.append("budget\nshares")
     positions = list(range(len(labels)))
-    bottoms = [0.0] * len(labels)
+    width = 0.5
+    bottoms = [0.0] * len(PERCENTILES)
+    handles: list[Any] = []
     for row in budget.stages:
         colour = _STAGE_COLOURS.get(row.stage, _OTHER_COLOUR)
         for part, summary in (("queue", row.queue), ("compute", row.compute)):
             heights = [_value(summary, q) for q in PERCENTILES]
-            if with_budget:
-                heights.append(0.0)
-            kwargs: dict[str, Any] = {"color": colour, "edgecolor": "white", "linewidth": 0.6}
+            style: dict[str, Any] = {"facecolor": colour, "edgecolor": "white", "linewidth": 0.6}
             if part == "queue":
-                kwargs.update(alpha=0.35, hatch="///")
-            ax.bar(positions, heights, bottom=bottoms, width=0.6, **kwargs)
+                style = {"facecolor": _tint(colour), "edgecolor": colour, "hatch": "///", "linewidth": 0}
+            ax.bar(positions[: len(PERCENTILES)], heights, bottom=bottoms, width=width, **style)
+            handles.append(Patch(**style, label=f"{row.stage} {part}"))
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    for x in range(len(PERCENTILES)):  # the sum of the stacked stage percentiles
-        ax.text(x, bottoms[x], f"{bottoms[x]:.1f} ms", ha="center", va="bottom", fontsize=10)
     e2e = [_value(budget.end_to_end, q) for q in PERCENTILES]
-    ax.scatter(
-        positions[: len(PERCENTILES)], e2e, marker="D", s=60, color="black", zorder=5,
-        label="end-to-end (measured)",
-    )  # fmt: skip
-    for x, v in enumerate(e2e):
-        if not math.isnan(v):
-            ax.annotate(f"{v:.0f}", (x, v), textcoords="offset points", xytext=(10, -4), fontsize=9)
+    for x, (top, v) in enumerate(zip(bottoms, e2e, strict=True)):
+        ax.text(x, top, f"{top:.1f}", ha="center", va="bottom", fontsize=9, color="#333333")
+        ax.hlines(v, x - width / 2 - 0.05, x + width / 2 + 0.05, color="black", linewidth=2.5, zorder=5)
+        ax.text(x + width / 2 + 0.07, v, f"{v:.0f}", ha="left", va="center", fontsize=10, fontweight="bold")
+    handles.append(Line2D([], [], color="black", linewidth=2.5, label="end-to-end (measured)"))
     if with_budget:
-        x = len(PERCENTILES)
-        bottom = 0.0
-        for row in budget.stages:
-            if row.budget_ms is None:
-                continue
-            colour = _STAGE_COLOURS.get(row.stage, _OTHER_COLOUR)
-            ax.bar(x, row.budget_ms, bottom=bottom, width=0.6, color=colour, alpha=0.18, edgecolor=colour)
-            ax.text(x, bottom + row.budget_ms / 2, f"{row.stage}\n{row.budget_ms:.0f} ms", ha="center",
-                    va="center", fontsize=8)  # fmt: skip
-            bottom += row.budget_ms
+        x, bottom = len(PERCENTILES), 0.0
+        shares = [(r.stage, r.budget_ms, _STAGE_COLOURS.get(r.stage, _OTHER_COLOUR)) for r in budget.stages]
         if budget.transport_ms:
-            ax.bar(x, budget.transport_ms, bottom=bottom, width=0.6, color="white", edgecolor="grey",
-                   hatch="..", linewidth=0.8)  # fmt: skip
-            ax.text(x, bottom + budget.transport_ms / 2, f"transport\n{budget.transport_ms:.0f} ms",
-                    ha="center", va="center", fontsize=8)  # fmt: skip
+            shares.append(("transport", budget.transport_ms, _OTHER_COLOUR))
+        for name, ms, colour in shares:
+            if ms is None:
+                continue
+            ax.bar(x, ms, bottom=bottom, width=width, facecolor=_tint(colour, 0.8), edgecolor=colour)
+            ax.text(x, bottom + ms / 2, f"{name}\n{ms:.0f}", ha="center", va="center", fontsize=8)
+            bottom += ms
     if budget.budget_ms is not None:
-        ax.axhline(budget.budget_ms, color="crimson", linestyle="--", linewidth=1.8)
-        ax.text(-0.45, budget.budget_ms, f" budget {budget.budget_ms:.0f} ms", color="crimson",
-                va="bottom", fontsize=10, fontweight="bold")  # fmt: skip
-    top = max([*bottoms, *(v for v in e2e if not math.isnan(v)), budget.budget_ms or 0.0])
-    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+        ax.axhline(budget.budget_ms, color="crimson", linestyle="--", linewidth=1.8, zorder=4)
+        handles.append(
+            Line2D([], [], color="crimson", linestyle="--", label=f"budget {budget.budget_ms:.0f} ms")
+        )
+    top = max([*bottoms, *e2e, budget.budget_ms or 0.0])
+    ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_xticks(positions, labels, fontsize=11)
     ax.set_ylabel("milliseconds")
-    ax.set_title("Per-stage queue + compute at each percentile, vs the budget")
+    ax.set_title("Per-stage queue + compute at each percentile (numbers: sum of stages / end-to-end)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=9, frameon=False
+    )
 
 
 def _distribution(ax: Any, budget: Budget) -> None:
-    values = sorted(budget.e2e_values)
-    ax.set_title("End-to-end latency (capture → result)")
+    import numpy as np
+
+    values = np.sort(np.asarray(budget.e2e_values, dtype=float))
+    ax.set_title("End-to-end latency (capture → result delivered)")
     ax.set_xlabel("milliseconds")
-    if not values:
+    if values.size == 0:
         ax.text(0.5, 0.5, "no end-to-end times", ha="center", va="center", transform=ax.transAxes)
         return
-    limit = max(values[-1], budget.budget_ms or 0.0) * 1.05
-    bins = max(10, min(60, len(values) // 5))
-    ax.hist(values, bins=bins, range=(0, limit), color="#4C72B0", alpha=0.75, label="results")
+    limit = max(float(values[-1]), budget.budget_ms or 0.0) * 1.06
+    # Whole-millisecond bins (times are whole ms), about 30 across the data.
+    width = max(1.0, float(np.ceil(values[-1] / 30.0)))
+    edges = np.arange(0.0, float(values[-1]) + 2 * width, width)
+    ax.hist(values, bins=edges, color="#4C72B0", alpha=0.7, label="results per bin")
     ax.set_ylabel("results per bin")
-    cdf = ax.twinx()
-    fractions = [(i + 1) / len(values) for i in range(len(values))]
-    cdf.step(values, fractions, where="post", color="black", linewidth=1.6, label="cumulative share")
-    cdf.set_ylim(0, 1.02)
-    cdf.set_ylabel("cumulative share of results")
-    for q, style in zip(PERCENTILES, (":", "-.", "--"), strict=True):
-        v = _value(budget.end_to_end, q)
-        cdf.axvline(v, color="dimgrey", linestyle=style, linewidth=1)
-        cdf.text(v, 0.04, f" {q} {v:.0f}", rotation=90, va="bottom", ha="right", fontsize=9, color="dimgrey")
-    if budget.budget_ms is not None:
-        cdf.axvline(budget.budget_ms, color="crimson", linestyle="--", linewidth=1.8)
-        share = budget.within_budget or 0.0
-        cdf.text(
-            budget.budget_ms, 0.55, f" deadline\n {budget.budget_ms:.0f} ms\n {100 * share:.1f} % within",
-            color="crimson", fontsize=10, fontweight="bold", va="center",
-        )  # fmt: skip
     ax.set_xlim(0, limit)
     ax.grid(alpha=0.3)
     ax.set_axisbelow(True)
+    cdf = ax.twinx()
+    xs = np.concatenate([[0.0], values, [limit]])
+    ys = np.concatenate([[0.0], np.arange(1, values.size + 1) / values.size, [1.0]])
+    cdf.step(xs, ys, where="post", color="black", linewidth=1.6, label="cumulative share")
+    cdf.set_ylim(0, 1.05)
+    cdf.set_ylabel("cumulative share of results")
+    for q, colour in zip(PERCENTILES, ("#2ca02c", "#ff7f0e", "#9467bd"), strict=True):
+        v = _value(budget.end_to_end, q)
+        cdf.axvline(v, color=colour, linestyle=":", linewidth=1.8, label=f"{q} {v:.0f} ms")
+    if budget.budget_ms is not None:
+        share = budget.within_budget or 0.0
+        cdf.axvline(
+            budget.budget_ms,
+            color="crimson",
+            linestyle="--",
+            linewidth=2,
+            label=f"deadline {budget.budget_ms:.0f} ms: {100 * share:.1f} % within",
+        )
+    lines, names = ax.get_legend_handles_labels()
+    more, more_names = cdf.get_legend_handles_labels()
+    cdf.legend(lines + more, names + more_names, loc="center right", bbox_to_anchor=(0.9, 0.45), fontsize=9,
+               framealpha=0.95)  # fmt: skip
+
+
+def _tint(colour: str, amount: float = 0.6) -> tuple[float, float, float]:
+    """`colour` mixed with white: the queue part of a stage, next to its solid compute part."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(colour)
+    return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
 
 
 def _value(summary: Summary, q: str) -> float:
