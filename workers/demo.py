@@ -571,10 +571,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         outcome = run_demo(options, settings)
     if outcome.ok:
         return 0
+    if outcome.problems == ["interrupted"]:
+        print("\ndemo interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
     print("\ndemo FAILED:", file=sys.stderr)
     for problem in outcome.problems:
         print(f"  - {problem}", file=sys.stderr)
-    return 130 if outcome.problems == ["interrupted"] else 1
+    return 1
 
 
 @contextlib.contextmanager

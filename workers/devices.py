@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from workers import headers as h
-from workers.errors import ConfigError
+from workers.errors import BrokerError, ConfigError
 from workers.settings import OntimeSettings, load_settings
 
 __all__ = [
@@ -259,7 +259,13 @@ class Fleet:
         producer = Producer(self.producer_config())
         # Connect and learn the topic's leaders before the clock starts, as a device does at boot:
         # otherwise the first frames carry the connection set-up in their latency.
-        producer.list_topics(self.topic, timeout=10.0)
+        found = producer.list_topics(self.topic, timeout=10.0).topics.get(self.topic)
+        if found is None or found.error is not None:
+            why = found.error.str() if found is not None and found.error is not None else "missing"
+            raise BrokerError(
+                f"topic {self.topic} is not usable on {self.settings.kafka.bootstrap_servers} ({why}); "
+                "create it with `ontime topics create`"
+            )
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is None:

@@ -6,11 +6,13 @@ import time
 import uuid
 from collections import defaultdict
 
+import pytest
 from confluent_kafka import Consumer, Message
 
 from tests.integration.conftest import TopicFactory
 from workers import headers as h
 from workers.devices import Fleet, device_ids
+from workers.errors import BrokerError
 from workers.settings import load_settings
 
 
@@ -85,3 +87,11 @@ def test_fleet_without_deadline_leaves_it_to_the_first_stage(
     assert report.delivered == 2
     records = _consume(kafka_bootstrap, topic, 2)
     assert all(h.DEADLINE_MS not in h.as_dict(m.headers()) for m in records)
+
+
+def test_fleet_refuses_a_missing_topic_before_sending(kafka_bootstrap: str) -> None:
+    settings = load_settings("acoustic", {"kafka": {"bootstrap_servers": kafka_bootstrap}})
+    fleet = Fleet(settings, devices=1, rate=10.0, topic=f"missing-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(BrokerError, match="ontime topics create"):
+        fleet.run(frames=1)
+    assert fleet.sent == 0
