@@ -17,9 +17,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from pipeline_kit import PCM, Reader, eval_clips, frames_from, fresh_pipeline, produce, send_frames, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.pipeline_kit import (
+    PCM,
+    Reader,
+    eval_clips,
+    frames_from,
+    fresh_pipeline,
+    produce,
+    send_frames,
+    wait_for,
+)
 from workers import headers as h
 from workers.chain import build_stages
 from workers.deadline import now_ms
