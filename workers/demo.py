@@ -60,6 +60,7 @@ class DemoOptions:
     drain_timeout_s: float = 30.0
     window_s: float = 10.0
     live: bool | None = None  # None: redraw in place only when stdout is a terminal
+    worker_flags: list[str] = field(default_factory=list)  # global CLI flags the workers get too
 
 
 @dataclass
@@ -193,13 +194,25 @@ class _Worker:
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
-def _start_workers(settings: OntimeSettings, bootstrap: str, run_dir: Path) -> list[_Worker]:
+def _start_workers(
+    settings: OntimeSettings, bootstrap: str, run_dir: Path, flags: list[str]
+) -> list[_Worker]:
     pipeline = str(settings.pipeline_file) if settings.pipeline_file else settings.pipeline.name
     env = {**os.environ, "ONTIME_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
     workers = []
     for stage in STAGE_ORDER:
         log = run_dir / f"{stage}.log"
-        cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, "worker", "--stage", stage]
+        cmd = [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "--pipeline",
+            pipeline,
+            *flags,
+            "worker",
+            "--stage",
+            stage,
+        ]
         with log.open("wb") as sink:
             # Own session: ^C in the terminal reaches the demo, which then stops them with SIGTERM.
             proc = subprocess.Popen(
@@ -283,7 +296,7 @@ def run_demo(
     try:
         _say(out, f"models: {', '.join(_check_models(settings))}")
         _fresh_topics(settings, out)
-        workers = _start_workers(settings, broker.bootstrap, run_dir)
+        workers = _start_workers(settings, broker.bootstrap, run_dir, options.worker_flags)
         _say(out, f"workers: {', '.join(STAGE_ORDER)} as separate processes, logs in {run_dir}/")
         clips = load_clips(settings.pipeline.name)
         _wait_ready(settings, workers, options.ready_timeout_s, out)
@@ -566,6 +579,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         drain_timeout_s=args.drain_timeout,
         live=args.live,
+        # `ontime --set k=v demo` must mean the same settings for the workers as for the demo.
+        worker_flags=_worker_flags(args),
     )
     with _sigterm_as_interrupt():
         outcome = run_demo(options, settings)
@@ -578,6 +593,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for problem in outcome.problems:
         print(f"  - {problem}", file=sys.stderr)
     return 1
+
+
+def _worker_flags(args: argparse.Namespace) -> list[str]:
+    """The global flags (`--set`, `--log-level`, `--log-json`) to hand on to each worker."""
+    flags = [flag for item in getattr(args, "overrides", None) or [] for flag in ("--set", item)]
+    if getattr(args, "log_level", None):
+        flags += ["--log-level", args.log_level]
+    if getattr(args, "log_json", False):
+        flags.append("--log-json")
+    return flags
 
 
 @contextlib.contextmanager
