@@ -117,6 +117,7 @@ class StageWorker:
         self._lag_due = 0.0
         self._errors_logged: dict[int, float] = {}
         self.counts = {"emit": 0, "late": 0, "dlq": 0}
+        self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -369,10 +370,16 @@ class StageWorker:
         """Settle the batch in hand and commit before the revoked partitions move on."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         batch = self._in_flight
-        if batch is not None and not batch.settled and batch.future is not None:
-            touches = any((r.topic, r.partition) in revoked for r in batch.records)
-            if touches:
-                self._settle(batch, [*batch.rejected, *batch.future.result()])
+        mid_batch = (
+            batch is not None
+            and not batch.settled
+            and batch.future is not None
+            and any((r.topic, r.partition) in revoked for r in batch.records)
+        )
+        if mid_batch:
+            assert batch is not None and batch.future is not None
+            self._settle(batch, [*batch.rejected, *batch.future.result()])
+            self.revoked_mid_batch += 1
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items() if (t, p) in revoked]
         if offsets:
             try:
@@ -380,7 +387,14 @@ class StageWorker:
             except KafkaException as exc:
                 event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
         self._forget(revoked)
-        event(log, "revoked", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
+        event(
+            log,
+            "revoked",
+            stage=self.name,
+            partitions=_names(partitions),
+            owned=len(self._owned),
+            mid_batch=mid_batch,
+        )
         self.telemetry.assignment(sorted(self._owned))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

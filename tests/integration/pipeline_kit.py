@@ -292,12 +292,17 @@ class WorkerThread:
     stages: list[str]
     telemetry: Recorder = field(default_factory=Recorder)
     error: BaseException | None = None
+    start_now: bool = True
 
     def __post_init__(self) -> None:
         self.worker = StageWorker(
             self.settings, build_stages(self.settings.pipeline, self.stages), self.telemetry
         )
         self.thread = threading.Thread(target=self._run, name=f"worker-{','.join(self.stages)}", daemon=True)
+        if self.start_now:
+            self.thread.start()
+
+    def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
@@ -308,6 +313,8 @@ class WorkerThread:
 
     def stop(self, timeout: float = 60.0) -> None:
         self.worker.stop()
+        if self.thread.ident is None:
+            return  # never started
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"worker {self.stages} did not stop"
         if self.error is not None:

@@ -10,6 +10,7 @@ exactly the records after the group's committed offset: after SIGTERM that is no
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.pipeline_kit import (
+    Frame,
     Reader,
     WorkerProcess,
     WorkerThread,
@@ -117,4 +119,61 @@ def test_infer_restarted_mid_stream_resumes_from_its_committed_offset(
         print(
             f"\n[{how.name}] frames={len(everyone)} scored-before-restart={before} committed={committed} "
             f"reprocessed={after - before} duplicates={duplicates}"
+        )
+
+
+def test_a_replica_joining_mid_stream_takes_partitions_without_loss_or_duplicates(
+    kafka_bootstrap: str,
+    topic_factory: object,
+    threads: list[WorkerThread],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cooperative rebalance while preprocess is busy with big batches: each frame exactly once.
+
+    The revoked partitions' batch in hand is delivered and committed inside the revoke
+    callback, so the new owner starts right after it: no frame is lost and none is redone.
+    """
+    settings = fresh_pipeline(  # type: ignore[arg-type]
+        kafka_bootstrap,
+        topic_factory,
+        partitions=4,
+        pipeline={"stages": {"preprocess": {"batch": {"max_size": 256, "max_wait_ms": 20}}}},
+    )
+    topics = settings.pipeline.topics
+    clips = eval_clips()
+    first = WorkerThread(settings, ["preprocess"])
+    threads.append(first)
+    joiner = WorkerThread(settings, ["preprocess"], start_now=False)  # models loaded, not in the group yet
+    threads.append(joiner)
+    for stage in ("infer", "postprocess"):
+        threads.append(WorkerThread(settings, [stage]))
+    wait_for(lambda: len(first.telemetry.assigned) == 4, timeout=90, what="first replica owns all partitions")
+    reader = Reader(kafka_bootstrap, [topics.results], topics.partitions)
+    frames: list[Frame] = []
+    try:
+        # Keep the stream flowing, wave after wave, until the joiner has taken over real work:
+        # the rebalance then happens while the first replica is busy.
+        deadline = time.monotonic() + 180
+        while joiner.telemetry.settled_count == 0 or len(frames) < 4 * len(clips):
+            assert time.monotonic() < deadline, "the joining replica never got to work"
+            wave = frames_from(clips, prefix=f"w{len(frames) // len(clips)}")
+            send_frames(kafka_bootstrap, topics.raw, wave)
+            frames += wave
+            if len(frames) == 2 * len(clips):
+                joiner.start()
+        records = reader.read_until(lambda rs: len(rs) >= len(frames), timeout=240)
+        for w in threads:
+            w.stop()
+        threads.clear()
+        total = record_count(kafka_bootstrap, topics.results, topics.partitions)
+    finally:
+        reader.close()
+    per_id = Counter(r.headers["ontime-id"] for r in records)
+    assert set(per_id) == {f.id for f in frames}
+    assert total == len(frames), f"{total - len(frames)} duplicates after a cooperative rebalance"
+    assert first.telemetry.settled_count + joiner.telemetry.settled_count == len(frames)
+    with capsys.disabled():
+        print(
+            f"\n[rebalance] frames={len(frames)} first={first.telemetry.settled_count} "
+            f"joiner={joiner.telemetry.settled_count} revoked-mid-batch={first.worker.revoked_mid_batch}"
         )
