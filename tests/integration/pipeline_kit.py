@@ -270,6 +270,7 @@ class Recorder(Telemetry):
         self.assigned: list[tuple[str, int]] = []
         self.started_stages: list[str] = []
         self.settled_count = 0
+        self.lags: dict[tuple[str, int], tuple[int, float | None]] = {}
         self.lock = threading.Lock()
 
     def started(self, pipeline: str, stage: str) -> None:
@@ -278,6 +279,10 @@ class Recorder(Telemetry):
     def assignment(self, partitions: Sequence[tuple[str, int]]) -> None:
         with self.lock:
             self.assigned = list(partitions)
+
+    def lag(self, topic: str, partition: int, lag: int, oldest_age_ms: float | None) -> None:
+        with self.lock:
+            self.lags[(topic, partition)] = (lag, oldest_age_ms)
 
     def settled(self, outcomes: Sequence[Any]) -> None:
         with self.lock:

@@ -91,6 +91,28 @@ def test_three_stage_workers_turn_every_frame_into_one_result(
     _run_and_check(settings, running)
 
 
+def test_idle_workers_report_zero_lag_on_every_partition(
+    kafka_bootstrap: str, topic_factory: object, running: list[WorkerThread]
+) -> None:
+    """Lag is reported per owned partition every few seconds, and is 0 (age 0) once caught up."""
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory)  # type: ignore[arg-type]
+    for stage in STAGES:
+        running.append(WorkerThread(settings, [stage]))
+    frames = frames_from(eval_clips()[:10])
+    topics = settings.pipeline.topics
+    send_frames(kafka_bootstrap, topics.raw, frames)
+    infer = running[1].telemetry
+    wanted = {(topics.features, p) for p in range(topics.partitions)}
+
+    def caught_up() -> bool:
+        with infer.lock:
+            lags = dict(infer.lags)
+        return set(lags) == wanted and all(v == (0, 0.0) for v in lags.values())
+
+    wait_for(lambda: running[2].telemetry.settled_count == len(frames), timeout=120, what="all results")
+    wait_for(caught_up, timeout=60, what="infer reporting zero lag on its three partitions")
+
+
 def test_stages_chained_in_one_process_give_the_same_results(
     kafka_bootstrap: str, topic_factory: object, running: list[WorkerThread]
 ) -> None:
@@ -102,6 +124,18 @@ def test_stages_chained_in_one_process_give_the_same_results(
     assert record_count(kafka_bootstrap, topics.features, topics.partitions) == 0
     assert record_count(kafka_bootstrap, topics.scores, topics.partitions) == 0
     assert all(r.stages[1].queue_ms < 1000 for r in results)
+
+
+def test_chain_under_the_kip848_consumer_group_protocol(
+    kafka_bootstrap: str, topic_factory: object, running: list[WorkerThread]
+) -> None:
+    """`kafka.group_protocol: consumer` (broker-side assignment) serves the same results."""
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory)  # type: ignore[arg-type]
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"group_protocol": "consumer"})}
+    )
+    running.append(WorkerThread(settings, STAGES))
+    _run_and_check(settings, running)
 
 
 def test_two_infer_replicas_split_the_partitions(
