@@ -443,7 +443,11 @@ def register_cli(subparsers: Any) -> None:
     source.add_argument("--topic", help="results topic to read from the beginning (default: P.results)")
     source.add_argument("--file", type=Path, help="JSON-lines file of results instead of a topic")
     parser.add_argument(
-        "--bootstrap", dest="report_bootstrap", default=None, help="Kafka bootstrap servers for --topic"
+        "--bootstrap",
+        dest="report_bootstrap",
+        default=None,
+        metavar="SERVERS",
+        help="Kafka bootstrap servers for --topic",
     )
     parser.add_argument("--out", type=Path, default=Path("report"), help="directory for the PNG and HTML")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to read the topic for at most")

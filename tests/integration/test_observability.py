@@ -11,6 +11,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -33,6 +34,7 @@ from workers import headers as h
 from workers.chain import build_stages
 from workers.deadline import now_ms
 from workers.observability import Observability, build_telemetry
+from workers.report import read_topic, write_report
 from workers.settings import OntimeSettings
 from workers.tracing import send_span
 from workers.worker import StageWorker
@@ -166,7 +168,10 @@ def test_one_frame_is_one_connected_trace_through_three_stages(
 
 
 def test_metrics_count_the_frames_that_went_through(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], workers: Callable[..., list[Running]]
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    workers: Callable[..., list[Running]],
+    tmp_path: Path,
 ) -> None:
     settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=3)
     running = workers(settings, None)
@@ -203,3 +208,10 @@ def test_metrics_count_the_frames_that_went_through(
     assert samples[("ontime_stage_compute_seconds_count", "postprocess")] == sent
     assert samples[("ontime_stage_queue_seconds_count", "postprocess")] == sent
     assert samples[("ontime_stage_ready", "postprocess")] == 1
+
+    # `ontime report --topic` reads the same results back, and draws them.
+    results, skipped = read_topic({"bootstrap.servers": kafka_bootstrap}, topics.results, timeout_s=60)
+    assert (len(results), skipped) == (sent, 0)
+    assert {r.id for r in results} == {f.id for f in frames}
+    paths = write_report(results, tmp_path, settings.pipeline)
+    assert all(p.stat().st_size > 0 for p in paths)
