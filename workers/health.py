@@ -17,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from workers.logs import event
 from workers.telemetry import Telemetry
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ontime.health")
 
 
 class Health(Telemetry):
@@ -49,7 +50,6 @@ class Health(Telemetry):
     def started(self, pipeline: str, stage: str) -> None:
         self._started.add(stage)
         self._last_turn = self._clock()  # the loop starts now; give it a full timeout to turn
-        log.info("stage ready to consume", extra={"pipeline": pipeline, "stage": stage})
 
     def poll_turned(self) -> None:
         self._last_turn = self._clock()
@@ -99,7 +99,7 @@ class Health(Telemetry):
         )
         self._thread.start()
         bound = int(self._server.server_address[1])
-        log.info("health and metrics listening", extra={"port": bound})
+        event(log, "health-listening", port=bound, paths="/metrics,/livez,/readyz")
         return bound
 
     @property
