@@ -126,9 +126,10 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     try:
         module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{flavour}.trace_exporter")
     except ImportError:
+        package = f"opentelemetry-exporter-otlp-proto-{flavour}"
+        hint = "'ontime[otlp]'" if flavour == "http" else package
         raise ConfigError(
-            f"OTLP trace export needs opentelemetry-exporter-otlp-proto-{flavour}: pip install 'ontime[otlp]'"
-            " (or set OTEL_TRACES_EXPORTER=none)"
+            f"OTLP trace export needs {package}: pip install {hint} (or set OTEL_TRACES_EXPORTER=none)"
         ) from None
     exporter: SpanExporter = module.OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
     return exporter

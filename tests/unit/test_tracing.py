@@ -283,3 +283,49 @@ def test_revoked_partitions_end_their_spans(
     (revoked,) = by_name(exporter.get_finished_spans(), f"process {topic}")
     assert (revoked.attributes or {})["messaging.kafka.offset"] == 1
     assert revoked.status.status_code is StatusCode.ERROR
+
+
+def test_otlp_export_reaches_a_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTLP/HTTP from the OTEL_* variables alone, received by a local HTTP endpoint."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from workers.tracing import tracer_provider
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "ontime-test")
+        provider = tracer_provider("unused", exporters_from_env())
+        with send_span(provider.get_tracer("device"), "acoustic.raw", b"mic-1"):
+            pass
+        provider.shutdown()  # flushes the batch processor
+    finally:
+        server.shutdown()
+        server.server_close()
+    (path, body), *_ = received
+    assert path == "/v1/traces"
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource_spans,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+    assert service == "ontime-test"
+    assert [s.name for ss in resource_spans.scope_spans for s in ss.spans] == ["send acoustic.raw"]
