@@ -38,6 +38,7 @@ from workers.broker_config import (
     render_properties,
 )
 from workers.broker_jars import JarFetchError, ensure_jars
+from workers.errors import BrokerError
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -61,10 +62,6 @@ _JVM_FLAGS = [
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 ]
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be started, found or stopped."""
 
 
 class BrokerStartError(BrokerError):
@@ -120,7 +117,7 @@ class LocalBroker:
         heap_mb: int = 512,
         class_sharing: bool = True,
     ) -> None:
-        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.state_dir = (Path(state_dir) if state_dir is not None else default_state_dir()).absolute()
         self.version = version
         self.heap_mb = heap_mb
         self.class_sharing = class_sharing
@@ -188,52 +185,60 @@ class LocalBroker:
                 return running.bootstrap
             self._discard_stale_dump()
             self._forget()
-            port = port if port is not None else free_port()
-            if controller_port is None:
-                controller_port = free_port(exclude=frozenset({port}))
-            if port == controller_port:
-                raise BrokerStartError(f"client and controller port are both {port}")
-            for wanted in (port, controller_port):
-                if not port_is_free(wanted):
-                    raise BrokerStartError(f"port {HOST}:{wanted} is already in use")
+            _choose_ports(port, controller_port)  # fail on busy ports before any download
             java = shutil.which("java")
             if java is None:
                 raise BrokerStartError("`java` is not on PATH; Kafka 4 needs Java 17+")
             libs = ensure_jars(self.version)
             data = Path(data_dir) if data_dir is not None else self.state_dir / "data"
-            data.mkdir(parents=True, exist_ok=True)
-            self.properties_file.write_text(render_properties(broker_properties(port, controller_port, data)))
-            self.log4j_file.write_text(log4j_properties())
-            began = time.monotonic()
-            cluster_id = _read_cluster_id(data) or self._format(java, libs, data)
-            self._proc = self._launch(java, libs)
-            self.pid_file.write_text(f"{self._proc.pid}\n")
-            bootstrap = f"{HOST}:{port}"
-            try:
-                self._wait_ready(bootstrap, port, began + timeout)
-            except BaseException:
-                self._terminate(self._proc.pid)
-                self._forget()
-                if self._dump is not None:
-                    self._dump.unlink(missing_ok=True)
-                raise
-            state = BrokerState(
-                pid=self._proc.pid,
-                bootstrap=bootstrap,
-                port=port,
-                controller_port=controller_port,
-                version=self.version,
-                cluster_id=cluster_id,
-                data_dir=str(data),
-                log_file=str(self.log_file),
-                properties_file=str(self.properties_file),
-                started_at=time.time(),
-                ready_seconds=round(time.monotonic() - began, 3),
-                libs_dir=str(libs),
-                class_archive_dump=str(self._dump or ""),
-            )
-            _write_atomic(self.state_file, state.to_json())
-            return bootstrap
+            # Ports we pick may be taken by someone else before Kafka binds them: then pick again.
+            attempts_left = 3 if port is None and controller_port is None else 1
+            while True:
+                attempts_left -= 1
+                ports = _choose_ports(port, controller_port)
+                try:
+                    state = self._start_once(java, libs, data, *ports, timeout)
+                except BrokerStartError as exc:
+                    if attempts_left and "Address already in use" in str(exc):
+                        continue
+                    raise
+                _write_atomic(self.state_file, state.to_json())
+                return state.bootstrap
+
+    def _start_once(
+        self, java: str, libs: Path, data: Path, port: int, controller_port: int, timeout: float
+    ) -> BrokerState:
+        data.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(render_properties(broker_properties(port, controller_port, data)))
+        self.log4j_file.write_text(log4j_properties())
+        began = time.monotonic()
+        cluster_id = _read_cluster_id(data) or self._format(java, libs, data)
+        self._proc = self._launch(java, libs)
+        self.pid_file.write_text(f"{self._proc.pid}\n")
+        bootstrap = f"{HOST}:{port}"
+        try:
+            self._wait_ready(bootstrap, port, began + timeout)
+        except BaseException:
+            self._terminate(self._proc.pid)
+            self._forget()
+            if self._dump is not None:
+                self._dump.unlink(missing_ok=True)
+            raise
+        return BrokerState(
+            pid=self._proc.pid,
+            bootstrap=bootstrap,
+            port=port,
+            controller_port=controller_port,
+            version=self.version,
+            cluster_id=cluster_id,
+            data_dir=str(data),
+            log_file=str(self.log_file),
+            properties_file=str(self.properties_file),
+            started_at=time.time(),
+            ready_seconds=round(time.monotonic() - began, 3),
+            libs_dir=str(libs),
+            class_archive_dump=str(self._dump or ""),
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop our broker by its pid (SIGTERM, then SIGKILL); False if none was running."""
@@ -384,8 +389,26 @@ class LocalBroker:
         return _tail(self.log_file, lines)
 
     def _log_tail_text(self) -> str:
-        tail = self.log_tail()
-        return f"last lines of {self.log_file}:\n{tail}" if tail else f"{self.log_file} is empty"
+        """First errors (the cause; a stack trace can push it out of the tail) plus the log's end."""
+        tail = self.log_tail(20)
+        if not tail:
+            return f"{self.log_file} is empty"
+        errors = _error_lines(_tail(self.log_file, 2000), limit=5)
+        cause = "errors:\n" + "\n".join(errors) + "\n" if errors else ""
+        return f"{cause}last lines of {self.log_file}:\n{tail}"
+
+
+def _choose_ports(port: int | None, controller_port: int | None) -> tuple[int, int]:
+    """The given ports, or free ones, checked to be distinct and bindable now."""
+    port = port if port is not None else free_port(exclude=frozenset({controller_port or 0}))
+    if controller_port is None:
+        controller_port = free_port(exclude=frozenset({port}))
+    if port == controller_port:
+        raise BrokerStartError(f"client and controller port are both {port}")
+    for wanted in (port, controller_port):
+        if not port_is_free(wanted):
+            raise BrokerStartError(f"port {HOST}:{wanted} is already in use")
+    return port, controller_port
 
 
 # -- process helpers ---------------------------------------------------------------------------
@@ -456,6 +479,21 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _error_lines(text: str, limit: int) -> list[str]:
+    """ERROR/FATAL log lines, each with the exception message on the line after it."""
+    lines = text.splitlines()
+    found: list[str] = []
+    for i, line in enumerate(lines):
+        if " ERROR " in line or " FATAL " in line:
+            found.append(line[:400])
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            if following and not following.startswith(("[", "\t")):
+                found.append("    " + following[:400])
+        if len(found) >= 2 * limit:
+            break
+    return found
+
+
 def _write_atomic(path: Path, text: str) -> None:
     partial = path.with_suffix(path.suffix + ".partial")
     partial.write_text(text)
@@ -523,7 +561,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         port, controller_port = DEFAULT_PORT, DEFAULT_CONTROLLER_PORT
     try:
         bootstrap = broker.start(port=port, controller_port=controller_port, timeout=args.timeout)
-    except (BrokerError, JarFetchError) as exc:
+    except BrokerError as exc:  # JarFetchError too
         _say(f"broker failed to start: {exc}", err=True)
         return 1
     state = broker.state()

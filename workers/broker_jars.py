@@ -11,13 +11,14 @@ import subprocess
 from pathlib import Path
 
 from workers.broker_config import KAFKA_VERSION, cache_root, log4j_version_for, render_pom
+from workers.errors import BrokerError
 
 __all__ = ["JarFetchError", "ensure_jars", "jars_dir"]
 
 _COMPLETE = ".complete"
 
 
-class JarFetchError(RuntimeError):
+class JarFetchError(BrokerError):
     """Maven is missing or could not resolve the Kafka artifacts."""
 
 

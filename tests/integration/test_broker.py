@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from workers.broker import BOOTSTRAP_ENV, LocalBroker
+from workers.broker import BOOTSTRAP_ENV, BrokerStartError, LocalBroker
 from workers.broker_config import free_port
 
 TopicFactory = Callable[..., str]
@@ -235,3 +237,24 @@ def _process_gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
+def test_a_failed_start_reports_kafkas_own_error(tmp_path: Path, local_broker: LocalBroker | None) -> None:
+    if local_broker is None:
+        pytest.skip(f"{BOOTSTRAP_ENV} names an existing cluster; java may not be here")
+    broker = LocalBroker(tmp_path)
+    running = local_broker.state()
+    assert running is not None
+    libs = Path(running.libs_dir)
+    with socket.socket() as taken:  # bound after our free-port check, as a racing program would
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        java = shutil.which("java")
+        assert java is not None
+        with pytest.raises(BrokerStartError) as failed:
+            broker._start_once(java, libs, tmp_path / "data", port, free_port(), timeout=120)
+    message = str(failed.value)
+    assert "Kafka exited with code 1" in message
+    assert f"failed to bind to 127.0.0.1:{port}: Address already in use" in message
+    assert not broker.is_running() and not broker.pid_file.exists()

@@ -262,3 +262,20 @@ def test_class_archive_is_dumped_once_then_shared(tmp_path: Path) -> None:
     other.write_bytes(b"later")
     adopt_archive(other, libs)  # an archive exists: the later dump is dropped, not swapped in
     assert archive_path(libs).read_bytes() == b"classes" and not other.exists()
+
+
+def test_start_errors_quote_kafkas_error_lines_with_their_exception() -> None:
+    log = "\n".join(
+        [
+            "[2026-11-24 00:27:05,000] INFO starting (kafka.Kafka$)",
+            "[2026-11-24 00:27:05,821] ERROR Unable to start acceptor for PLAINTEXT (kafka.network.Acceptor)",
+            "org.apache.kafka.common.KafkaException: Socket server failed to bind: Address already in use.",
+            "\tat org.apache.kafka.server.ServerSocketFactory.openServerSocket(ServerSocketFactory.java:56)",
+            "[2026-11-24 00:27:07,479] ERROR Exiting Kafka due to fatal exception. (kafka.Kafka$)",
+        ]
+    )
+    lines = broker_mod._error_lines(log, limit=5)
+    assert len(lines) == 3
+    assert "Unable to start acceptor" in lines[0]
+    assert lines[1].strip().endswith("Address already in use.")
+    assert "Exiting Kafka" in lines[2]
