@@ -246,20 +246,36 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 # -- reference ---------------------------------------------------------------------------
-def offline_labels(settings: OntimeSettings, frames: Sequence[Frame]) -> dict[str, str]:
-    """id → label from running the three served ONNX models directly, one frame at a time."""
+@dataclass(frozen=True)
+class Reference:
+    """What the served models answer for one frame when run offline, alone."""
+
+    label: str
+    score: float
+    margin: float  # top-1 minus top-2 probability: how close the answer is to a tie
+
+
+def offline_reference(settings: OntimeSettings, frames: Sequence[Frame]) -> dict[str, Reference]:
+    """id → answer from running the three served ONNX models directly, one frame at a time."""
     stages = settings.pipeline.stages
     features = OnnxModel(stages["preprocess"].model)
     classifier = OnnxModel(stages["infer"].model)
     post = OnnxModel(stages["postprocess"].model)
-    labels: dict[str, str] = {}
+    out: dict[str, Reference] = {}
     for f in frames:
         x = (np.frombuffer(f.payload, dtype="<i2").astype(np.float32) / 32768.0)[None, :]
         feats = features.run({features.input_names[0]: x})[features.output_names[0]]
         logits = classifier.run({classifier.input_names[0]: feats})[classifier.output_names[0]]
-        out = post.run({post.input_names[0]: logits})
-        labels[f.id] = post.card.labels[int(out["top_index"][0][0])]
-    return labels
+        top = post.run({post.input_names[0]: logits})
+        probs = top["top_prob"][0]
+        margin = float(probs[0] - probs[1]) if len(probs) > 1 else 1.0
+        out[f.id] = Reference(post.card.labels[int(top["top_index"][0][0])], float(probs[0]), margin)
+    return out
+
+
+def offline_labels(settings: OntimeSettings, frames: Sequence[Frame]) -> dict[str, str]:
+    """id → label from running the three served ONNX models offline."""
+    return {k: v.label for k, v in offline_reference(settings, frames).items()}
 
 
 # -- workers -----------------------------------------------------------------------------

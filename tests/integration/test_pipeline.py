@@ -21,7 +21,7 @@ from tests.integration.pipeline_kit import (
     eval_clips,
     frames_from,
     fresh_pipeline,
-    offline_labels,
+    offline_reference,
     pipeline_overrides,
     record_count,
     send_frames,
@@ -51,7 +51,7 @@ def _run_and_check(settings: OntimeSettings, running: list[WorkerThread]) -> lis
     """Send every eval clip once; return the results after checking count, ids and labels."""
     frames = frames_from(eval_clips())
     assert len(frames) >= 40
-    expected = offline_labels(settings, frames)
+    reference = offline_reference(settings, frames)
     topics = settings.pipeline.topics
     bootstrap = settings.kafka.bootstrap_servers
     reader = Reader(bootstrap, [topics.results, topics.late, topics.dlq], topics.partitions)
@@ -68,10 +68,15 @@ def _run_and_check(settings: OntimeSettings, running: list[WorkerThread]) -> lis
         reader.close()
     results = [Result.model_validate(json.loads(r.value or b"")) for r in records]
     ids = Counter(r.id for r in results)
-    assert set(ids) == set(expected)
+    assert set(ids) == set(reference)
     assert max(ids.values()) == 1
-    got = {r.id: r.label for r in results}
-    assert got == expected
+    # Batched inference may round differently from one frame at a time; a label may differ
+    # only where the offline answer is a tie to within that rounding.
+    differ = [r for r in results if r.label != reference[r.id].label]
+    assert all(reference[r.id].margin < 1e-4 for r in differ), [
+        (r.id, r.label, reference[r.id]) for r in differ
+    ]
+    assert all(abs(r.score - reference[r.id].score) < 1e-3 for r in results)
     by_id = {f.id: f for f in frames}
     for r, rec in zip(results, records, strict=True):
         assert r.pipeline == settings.pipeline.name
