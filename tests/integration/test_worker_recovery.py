@@ -31,6 +31,7 @@ from tests.integration.pipeline_kit import (
     wait_for,
 )
 from workers.settings import OntimeSettings
+from workers.worker import DeliveryFailed
 
 # Small batches: the first wave takes many produce/commit rounds. A short session timeout lets
 # the killed member's partitions move to the restarted one in seconds, not the default 45 s.
@@ -177,3 +178,39 @@ def test_a_replica_joining_mid_stream_takes_partitions_without_loss_or_duplicate
             f"\n[rebalance] frames={len(frames)} first={first.telemetry.settled_count} "
             f"joiner={joiner.telemetry.settled_count} revoked-mid-batch={first.worker.revoked_mid_batch}"
         )
+
+
+def test_a_failed_delivery_stops_the_worker_without_storing_its_offsets(
+    kafka_bootstrap: str, topic_factory: object, threads: list[WorkerThread]
+) -> None:
+    """Outputs that Kafka refuses must not let their inputs be committed: stop loudly, lose nothing."""
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory)  # type: ignore[arg-type]
+    topics = settings.pipeline.topics
+    # The broker does not auto-create topics, so a features topic that does not exist fails delivery.
+    broken = settings.model_copy(
+        update={
+            "pipeline": settings.pipeline.model_copy(
+                update={"topics": topics.model_copy(update={"features": f"{topics.features}.missing"})}
+            ),
+            "kafka": settings.kafka.model_copy(update={"extra": {"message.timeout.ms": "3000"}}),
+        }
+    )
+    frames = frames_from(eval_clips()[:5])
+    send_frames(kafka_bootstrap, topics.raw, frames)
+    failing = WorkerThread(broken, ["preprocess"])
+    threads.append(failing)
+    failing.thread.join(120)
+    assert not failing.thread.is_alive(), "the worker kept going after a failed delivery"
+    assert isinstance(failing.error, DeliveryFailed), failing.error
+    failing.error = None
+    assert committed_total(settings, "preprocess") == 0
+    assert record_count(kafka_bootstrap, topics.features, topics.partitions) == 0
+
+    # Fixed, the same group picks the frames up again from the uncommitted offsets.
+    healthy = WorkerThread(settings, ["preprocess"])
+    threads.append(healthy)
+    wait_for(
+        lambda: record_count(kafka_bootstrap, topics.features, topics.partitions) == len(frames),
+        timeout=120,
+        what="frames reprocessed after the failure",
+    )
