@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers import broker as broker_mod
+from workers import broker_cli
 from workers.broker import (
     BOOTSTRAP_ENV,
     BrokerStartError,
@@ -217,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_cli_parses_broker_verbs(tmp_path: Path) -> None:
     args = _parser().parse_args(["broker", "up", "--port", "1234", "--state-dir", str(tmp_path), "-q"])
-    assert (args.port, args.state_dir, args.quiet, args.func) == (1234, tmp_path, True, broker_mod._cmd_up)
+    assert (args.port, args.state_dir, args.quiet, args.func) == (1234, tmp_path, True, broker_cli._cmd_up)
     for verb in ("down", "status", "logs", "fetch"):
         assert callable(_parser().parse_args(["broker", verb]).func)
 
