@@ -138,3 +138,25 @@ def test_models_verify_fails_loudly_on_a_changed_file(
     captured = capsys.readouterr()
     assert "FAIL" in captured.out
     assert "MODEL VERIFICATION FAILED" in captured.err
+
+
+def test_log_lines_are_one_json_object_each_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from workers.logs import event, setup_logging
+
+    log = logging.getLogger("ontime.test")
+    try:
+        setup_logging("INFO", as_json=True)
+        event(log, "assigned", stage="infer", partitions="t[0],t[1]")
+        event(log, "dlq", logging.DEBUG, id="x")  # per-message detail stays below INFO
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1
+        line = json.loads(lines[0])
+        assert (line["event"], line["stage"], line["level"]) == ("assigned", "infer", "INFO")
+        setup_logging("INFO")
+        event(log, "stopped", stage="infer", error="two words")
+        assert capsys.readouterr().err.strip().endswith('stopped stage=infer error="two words"')
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
