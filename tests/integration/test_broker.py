@@ -105,14 +105,15 @@ def test_round_trip_with_idempotent_producer(kafka_bootstrap: str, topic_factory
         assert [msg.value() for msg in got if msg.key() == key] == expected
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])  # "consumer" is KIP-848, GA in Kafka 4
 def test_second_consumer_resumes_from_committed_offset(
-    kafka_bootstrap: str, topic_factory: TopicFactory
+    kafka_bootstrap: str, kafka_admin: AdminClient, topic_factory: TopicFactory, protocol: str
 ) -> None:
     topic = topic_factory(partitions=1)
     _produce_all(_producer(kafka_bootstrap), [(topic, 0, b"k", f"m{i}".encode()) for i in range(10)])
     group = f"g-{uuid.uuid4().hex}"
 
-    first = _consumer(kafka_bootstrap, group)
+    first = _consumer(kafka_bootstrap, group, **{"group.protocol": protocol})
     first.subscribe([topic])
     try:
         head = _consume(first, 4)
@@ -121,7 +122,7 @@ def test_second_consumer_resumes_from_committed_offset(
         first.close()
     assert [msg.value() for msg in head] == [b"m0", b"m1", b"m2", b"m3"]
 
-    second = _consumer(kafka_bootstrap, group)
+    second = _consumer(kafka_bootstrap, group, **{"group.protocol": protocol})
     second.subscribe([topic])
     try:
         rest = _consume(second, 6)
@@ -129,6 +130,8 @@ def test_second_consumer_resumes_from_committed_offset(
     finally:
         second.close()
     assert committed[0].offset == 4
+    described = kafka_admin.describe_consumer_groups([group])[group].result(timeout=10)
+    assert described.type.name == protocol.upper()
     assert [msg.offset() for msg in rest] == list(range(4, 10))
     assert [msg.value() for msg in rest] == [f"m{i}".encode() for i in range(4, 10)]
 
