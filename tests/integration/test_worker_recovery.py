@@ -1,10 +1,11 @@
 """A stage stopped mid-stream and restarted resumes from its committed offset: no frame is lost.
 
 infer runs as an `ontime worker` subprocess between preprocess and postprocess threads. It
-processes a first wave of frames and is stopped — gracefully (SIGTERM) or killed (SIGKILL) —
-while a second wave arrives; a restarted infer must answer both waves. The restart reprocesses
-exactly the records after the group's committed offset: after SIGTERM that is nothing
-(everything done was committed on the way out), after SIGKILL the uncommitted tail (counted).
+answers a first wave of frames (committed), is stopped — gracefully (SIGTERM) or killed
+(SIGKILL) — as soon as it has started on a second wave, and a third wave arrives while it is
+down; a restarted infer must answer all three. The restart reprocesses exactly the records
+after the group's committed offset: after SIGTERM that is nothing it had done (everything
+delivered was committed on the way out), after SIGKILL the uncommitted tail (counted).
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ def test_infer_restarted_mid_stream_resumes_from_its_committed_offset(
     )
     topics = settings.pipeline.topics
     clips = eval_clips()
-    first_wave = frames_from(clips, prefix="a")
-    second_wave = frames_from(clips, prefix="b")
-    everyone = {f.id for f in first_wave + second_wave}
+    waves = [frames_from(clips, prefix=p) for p in "abc"]
+    everyone = {f.id for wave in waves for f in wave}
+    n = len(clips)
     for stage in ("preprocess", "postprocess"):
         threads.append(WorkerThread(settings, [stage]))
     reader = Reader(kafka_bootstrap, [topics.results], topics.partitions)
@@ -86,32 +87,36 @@ def test_infer_restarted_mid_stream_resumes_from_its_committed_offset(
         infer = WorkerProcess(settings, "infer", tmp_path / "infer-1.log", FLAGS)
         processes.append(infer)
         infer.wait_started()
-        send_frames(kafka_bootstrap, topics.raw, first_wave)
-        wait_for(lambda: _scores(settings) >= len(first_wave), timeout=120, what="first wave scored")
-
+        # Wave a: scored and committed (auto-commit), so the group has a real position to resume.
+        send_frames(kafka_bootstrap, topics.raw, waves[0])
+        wait_for(lambda: committed_total(settings, "infer") == n, timeout=120, what="wave a committed")
+        # Wave b: stop infer as soon as it has started on it, with work delivered but not committed.
+        send_frames(kafka_bootstrap, topics.raw, waves[1])
+        wait_for(lambda: _scores(settings) > n, timeout=120, what="wave b under way")
         infer.proc.send_signal(how)
         code = infer.proc.wait(60)
         assert code == (0 if how == signal.SIGTERM else -signal.SIGKILL), infer.log_text()
-        send_frames(kafka_bootstrap, topics.raw, second_wave)  # the stream goes on while infer is down
+        # Wave c: the stream goes on while infer is down.
+        send_frames(kafka_bootstrap, topics.raw, waves[2])
         before = _scores(settings)
         committed = committed_total(settings, "infer")
+        assert n <= committed <= before
         if how == signal.SIGTERM:
             assert "stopped" in infer.log_text()
-            assert committed == before == len(first_wave), "a graceful stop commits all it delivered"
+            assert committed == before, "a graceful stop commits everything it delivered"
 
         again = WorkerProcess(settings, "infer", tmp_path / "infer-2.log", FLAGS)
         processes.append(again)
         records = reader.read_until(lambda rs: {r.headers["ontime-id"] for r in rs} >= everyone, timeout=180)
-        wait_for(
-            lambda: committed_total(settings, "infer") == 2 * len(clips), timeout=60, what="restart committed"
-        )
         assert again.stop() == 0, again.log_text()
     finally:
         reader.close()
     after = _scores(settings)
     # The restart redid exactly the records after the committed offset, no more, no fewer.
-    assert after - before == 2 * len(clips) - committed
+    assert after - before == 3 * n - committed
     duplicates = after - len(everyone)
+    assert duplicates == before - committed
+    assert committed_total(settings, "infer") == 3 * n
     per_id = Counter(r.headers["ontime-id"] for r in records)
     assert set(per_id) == everyone
     if how == signal.SIGTERM:
