@@ -152,6 +152,39 @@ def test_render_cards_lists_every_variant(tmp_path: Path) -> None:
     assert "90.00% [59.58%, 98.21%] n=10" in text
 
 
+def test_cli_registers_models_verbs_without_importing_torch() -> None:
+    import argparse
+    import subprocess
+    import sys
+
+    from models.toolchain import cli
+
+    parser = argparse.ArgumentParser()
+    verbs = parser.add_subparsers(dest="command", required=True)
+    models_verbs = cli.register_cli(verbs)
+    models_verbs.add_parser("verify")  # the caller can add its own verbs next to ours
+    args = parser.parse_args(["models", "build", "vision", "--quick", "--out", "/tmp/x"])
+    assert (args.target, args.quick, args.out) == ("vision", True, Path("/tmp/x"))
+    assert callable(args.func)
+    assert parser.parse_args(["models", "evaluate", "acoustic"]).target == "acoustic"
+    assert parser.parse_args(["models", "verify"]).models_command == "verify"
+
+    # Registering must not import torch, so `ontime --help` works without the toolchain extra.
+    probe = (
+        "import argparse, sys; from models.toolchain import cli; "
+        "cli.register_cli(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_unknown_pipeline_fails_clearly() -> None:
+    from models.toolchain import build
+
+    with pytest.raises(SystemExit, match="no model toolchain for pipeline 'nosuch'"):
+        build.pipeline_module("nosuch")
+
+
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
