@@ -53,27 +53,41 @@ class DeadlineBatcher(Generic[T]):
     def full(self) -> bool:
         return len(self._pending) >= self.max_size
 
-    def close_at_ms(self) -> float | None:
-        """Epoch ms by which the current batch must close; None when there is nothing to close."""
+    def close_at_ms(self, now: float | None = None) -> float | None:
+        """Epoch ms by which the current batch must close; None when there is nothing to close.
+
+        Members that cannot make it even alone (they will be shed) do not hurry the batch: a
+        backlog of expired frames is taken in full batches, and skipped at batch speed.
+        """
         if not self._pending:
             return None
         if self.full():
             return self._opened_ms
-        n = len(self._pending)
-        cost = self.costs.overhead(n) + self.costs.primary(n)
-        urgent = min(d.at_ms for _, d in self._pending)
-        return min(self._opened_ms + self.max_wait_ms, urgent - cost - self.budget.reserve_ms)
+        now = self._clock() if now is None else now
+        reserve = self.budget.reserve_ms
+        cheapest = self.costs.overhead(1) + min(
+            self.costs.primary(1), self.costs.fallback(1) if self.costs.fallback else float("inf")
+        )
+        viable = [d.at_ms for _, d in self._pending if d.at_ms - now - reserve >= cheapest]
+        close = self._opened_ms + self.max_wait_ms
+        if viable:
+            n = len(viable)
+            cost = self.costs.overhead(n) + self.costs.primary(n)
+            close = min(close, min(viable) - cost - reserve)
+        return close
 
     def wait_ms(self, now: float | None = None, idle_ms: float = 100.0) -> float:
         """How long the loop may block polling for more messages (`idle_ms` when empty)."""
-        close = self.close_at_ms()
+        now = self._clock() if now is None else now
+        close = self.close_at_ms(now)
         if close is None:
             return idle_ms
-        return max(0.0, close - (self._clock() if now is None else now))
+        return max(0.0, close - now)
 
     def due(self, now: float | None = None) -> bool:
-        close = self.close_at_ms()
-        return close is not None and close <= (self._clock() if now is None else now)
+        now = self._clock() if now is None else now
+        close = self.close_at_ms(now)
+        return close is not None and close <= now
 
     def take(self, now: float | None = None) -> tuple[list[T], list[tuple[T, Shed]]]:
         """Close the batch: up to `max_size` members to run (arrival order), and those dropped."""

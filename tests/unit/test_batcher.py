@@ -199,3 +199,15 @@ def test_record_deadline_reads_the_header_and_clamps_it() -> None:
     assert record_deadline(Record([("ontime-deadline-ms", b"9999")], 1_000), 250, 50, 1_000).at_ms == 1_300
     assert record_deadline(Record([], 1_000), 250, 50, 1_010).at_ms == 1_250
     assert record_deadline(Record([], -1), 250, 50, 1_010).at_ms == 1_260
+
+
+def test_members_that_will_be_shed_do_not_hurry_the_batch() -> None:
+    clock = FakeClock()
+    b = batcher(clock, max_size=8, wait=10)
+    for i in range(3):
+        b.add(*pair(env(clock.now - 100, offset=i)))  # an expired backlog
+    b.add(*pair(env(clock.now + 52, offset=3)))  # 52 − 50 < 6 needed: hopeless too
+    assert b.close_at_ms() == clock.now + 10  # waits to fill up, like any relaxed batch
+    assert not b.due()
+    b.add(*pair(env(clock.now + 60, offset=4)))  # viable: must start within 60 − 6 − 50 = 4 ms
+    assert b.close_at_ms() == pytest.approx(clock.now + 4)

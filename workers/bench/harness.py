@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,31 @@ def delete_topics(settings: OntimeSettings) -> None:
             future.result(timeout=30)
 
 
+def wait_assigned(
+    settings: OntimeSettings,
+    stages: Sequence[str],
+    timeout_s: float = 90.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Until each stage's consumer group has a member holding partitions (`check` may raise)."""
+    admin = _admin(settings)
+    spec = settings.pipeline
+    pending = {spec.group_id(s) for s in stages}
+    give_up = time.monotonic() + timeout_s
+    while pending:
+        if check is not None:
+            check()
+        for group, future in admin.describe_consumer_groups(list(pending), request_timeout=10).items():
+            with contextlib.suppress(Exception):  # a group that does not exist yet
+                members = future.result().members
+                if sum(len(m.assignment.topic_partitions) for m in members if m.assignment):
+                    pending.discard(group)
+        if pending and time.monotonic() > give_up:
+            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.25)  # group membership has no change notification
+
+
 @dataclass
 class WorkerProcess:
     stage: str
@@ -149,21 +174,7 @@ class Workers:
         self._wait_ready(ready_timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
-        """Until each stage's group has a member holding partitions."""
-        admin = _admin(self.settings)
-        spec = self.settings.pipeline
-        pending = {spec.group_id(s) for s in STAGE_ORDER}
-        give_up = time.monotonic() + timeout_s
-        while pending:
-            self.check_alive()
-            for group, future in admin.describe_consumer_groups(list(pending), request_timeout=10).items():
-                with contextlib.suppress(Exception):
-                    members = future.result().members
-                    if sum(len(m.assignment.topic_partitions) for m in members if m.assignment):
-                        pending.discard(group)
-            if time.monotonic() > give_up:
-                raise BenchError(f"workers not ready after {timeout_s:.0f} s: {sorted(pending)}")
-            time.sleep(0.25)  # group membership has no change notification
+        wait_assigned(self.settings, STAGE_ORDER, timeout_s, self.check_alive)
 
     def check_alive(self) -> None:
         for w in self.procs:
