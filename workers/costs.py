@@ -3,8 +3,8 @@
 Shedding and batching both ask "how long will this take?". The answer is measured, not a
 constant: every run reports `(batch size, milliseconds)`; the model keeps the most recent ones,
 fits ``latency(n) = a + b·n`` by weighted least squares over the per-size medians (robust to a
-few slow runs), and plans with that line plus a tail margin (the 95th percentile of the recent
-residuals), or the p95 actually seen at that size when there are enough runs of it. Until there
+few slow runs), and plans with that line plus a tail margin (the 99th percentile of the recent
+residuals), or the p99 actually seen at that size when there are enough runs of it. Until there
 are enough runs, a prior (from the warm-up run) answers.
 """
 
@@ -37,7 +37,7 @@ class CostModel:
         window: int = 256,
         min_samples: int = 8,
         min_size_samples: int = 20,
-        quantile: float = 0.95,
+        quantile: float = 0.99,
     ) -> None:
         self.prior = prior
         self.quantile = quantile
@@ -71,7 +71,7 @@ class CostModel:
         return max(0.0, self.line().at(n))
 
     def cost_ms(self, n: int) -> float:
-        """The cost to plan with for a batch of `n`: a p95, not a mean."""
+        """The cost to plan with for a batch of `n`: a high quantile (p99 by default), not a mean."""
         line = self.line()
         estimate = max(0.0, line.at(n)) + line.tail_ms
         seen = self._by_size.get(n)

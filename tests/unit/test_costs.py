@@ -1,4 +1,4 @@
-"""The online cost model: a line fitted to per-size medians, a p95 margin, and a prior."""
+"""The online cost model: a line fitted to per-size medians, a p99 margin, and a prior."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_plans_with_a_high_quantile_of_noisy_runs() -> None:
     times = [10.0] * 18 + [14.0, 15.0]
     feed(model, 4, times)
     assert model.predict_ms(4) == pytest.approx(10.0)
-    # 95th percentile of the 20 runs at size 4, not their median.
+    # A high quantile of the 20 runs at size 4, not their median.
     assert 14.0 <= model.cost_ms(4) <= 15.0
 
 

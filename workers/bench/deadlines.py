@@ -54,13 +54,15 @@ class Load:
     sent: int = 0
     results: int = 0
     on_time: int = 0
-    by_deadline_at_consumer: int = 0
+    delivered_by_deadline: int = 0
     degraded: int = 0
     late: Counter[str] = field(default_factory=Counter)
     shed_at: Counter[str] = field(default_factory=Counter)
+    missed_at: Counter[str] = field(default_factory=Counter)
     dlq: int = 0
     unaccounted: int = 0
     e2e_ms: list[float] = field(default_factory=list)
+    burn: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # stage → (queue, compute)
     lag_mid: dict[str, int] = field(default_factory=dict)
     lag_end: dict[str, int] = field(default_factory=dict)
 
@@ -97,7 +99,9 @@ def measure_capacity(
             if time.monotonic() > give_up:
                 raise BenchError(f"capacity run: {collector.accounted(ids)}/{len(ids)} frames after 180 s")
             time.sleep(0.2)  # waiting on another thread's progress
-        arrivals = np.sort([s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"])
+        arrivals = np.sort(
+            [s.appended_ms or s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"]
+        )
         if arrivals.size < 20:
             raise BenchError(f"capacity run: only {arrivals.size} results of {len(ids)} frames")
         lo, hi = np.quantile(arrivals, [0.1, 0.9])
@@ -153,16 +157,19 @@ def run_load(
             load.results += 1
             on_time = seen.completed_ms is not None and seen.deadline_ms is not None
             load.on_time += on_time and seen.completed_ms <= seen.deadline_ms  # type: ignore[operator]
-            load.by_deadline_at_consumer += (
-                seen.deadline_ms is not None and seen.received_ms <= seen.deadline_ms
-            )
+            delivered = seen.appended_ms if seen.appended_ms is not None else seen.received_ms
+            load.delivered_by_deadline += seen.deadline_ms is not None and delivered <= seen.deadline_ms
             load.degraded += seen.status == "degraded"
             if seen.captured_ms is not None:
-                load.e2e_ms.append(seen.received_ms - seen.captured_ms)
+                load.e2e_ms.append(delivered - seen.captured_ms)
+            for stage, queue, compute in seen.stages:
+                load.burn.setdefault(stage, []).append((queue, compute))
         elif seen.kind == "late":
             load.late[seen.reason] += 1
             if seen.reason != "missed":
                 load.shed_at[seen.stage] += 1
+            else:
+                load.missed_at[seen.stage] += 1
         else:
             load.dlq += 1
     del started
@@ -175,7 +182,7 @@ def _pct(n: int, d: int) -> str:
 
 def render(loads: list[Load]) -> str:
     head = (
-        "| load | offered/s | sent | admitted | on time % | at consumer by deadline % | shed % | degraded % "
+        "| load | offered/s | sent | admitted | on time % | in P.results by deadline % | shed % | degraded % "
         "| missed | dlq | p50 ms | p99 ms | lag mid | lag end |"
     )
     rule = "|" + "---|" * 14
@@ -184,7 +191,7 @@ def render(loads: list[Load]) -> str:
         p50, p99 = np.percentile(x.e2e_ms, [50, 99]) if x.e2e_ms else (float("nan"), float("nan"))
         rows.append(
             f"| {x.factor:g}× | {x.achieved:.0f} | {x.sent} | {x.admitted} | {_pct(x.on_time, x.admitted)} "
-            f"| {_pct(x.by_deadline_at_consumer, x.results)} | {_pct(x.shed, x.sent)} "
+            f"| {_pct(x.delivered_by_deadline, x.results)} | {_pct(x.shed, x.sent)} "
             f"| {_pct(x.degraded, x.results)} | {x.late['missed']} | {x.dlq} | {p50:.1f} | {p99:.1f} "
             f"| {sum(x.lag_mid.values())} | {sum(x.lag_end.values())} |"
         )
@@ -193,8 +200,13 @@ def render(loads: list[Load]) -> str:
         where = ", ".join(f"{s}={n}" for s, n in sorted(x.shed_at.items())) or "none"
         lag = ", ".join(f"{s}={x.lag_mid.get(s, 0)}→{n}" for s, n in x.lag_end.items())
         extra = f"; UNACCOUNTED {x.unaccounted}" if x.unaccounted else ""
+        burn = ", ".join(
+            f"{s} {np.median([q for q, _ in v]):.1f}/{np.median([c for _, c in v]):.1f}"
+            for s, v in x.burn.items()
+        )
         lines.append(
-            f"{x.factor:g}×: results {x.results}, late {dict(x.late)}, shed at {where}; "
+            f"{x.factor:g}×: median queue/compute ms per stage: {burn or '-'}; "
+            f"results {x.results}, late {dict(x.late)}, shed at {where}, missed at {dict(x.missed_at)}; "
             f"lag mid→end {lag}; sent = results + late + dlq: "
             f"{x.sent} = {x.results} + {sum(x.late.values())} + {x.dlq}{extra}"
         )

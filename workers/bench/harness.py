@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -83,7 +83,15 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
 def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
     topics = settings.pipeline.topics
     admin = _admin(settings)
-    new = [NewTopic(t, topics.partitions, topics.replication_factor) for t in topics.all()]
+    # Results carry the broker's append time: when an answer was durably there for consumers,
+    # whatever the reading process was doing at that moment.
+    appended = {"message.timestamp.type": "LogAppendTime"}
+    new = [
+        NewTopic(
+            t, topics.partitions, topics.replication_factor, config=appended if t == topics.results else {}
+        )
+        for t in topics.all()
+    ]
     for future in admin.create_topics(new, operation_timeout=timeout_s).values():
         future.result(timeout=timeout_s)
     give_up = time.monotonic() + timeout_s
@@ -209,6 +217,8 @@ class Seen:
     captured_ms: int | None = None
     deadline_ms: int | None = None
     completed_ms: int | None = None
+    appended_ms: int | None = None  # broker append time of the result record
+    stages: tuple[tuple[str, float, float], ...] = ()  # (stage, queue_ms, compute_ms)
 
 
 class Collector:
@@ -244,7 +254,9 @@ class Collector:
         import json
 
         while not self._stop.is_set():
-            for msg in self.consumer.consume(num_messages=1000, timeout=0.1):
+            # A short timeout: consume() holds a partial batch until it expires, which would
+            # count as end-to-end latency.
+            for msg in self.consumer.consume(num_messages=1000, timeout=0.002):
                 if msg.error():
                     continue
                 received = now_ms()
@@ -260,6 +272,12 @@ class Collector:
                         captured_ms=body.get("captured_ms"),
                         deadline_ms=body.get("deadline_ms"),
                         completed_ms=body.get("completed_ms"),
+                        appended_ms=msg.timestamp()[1]
+                        if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME
+                        else None,
+                        stages=tuple(
+                            (t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])
+                        ),
                     )
                 else:
                     deadline = hd.get(h.DEADLINE_MS, "")
