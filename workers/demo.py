@@ -414,7 +414,8 @@ def _check(outcome: DemoOutcome, workers: list[_Worker]) -> None:
         )
     if outcome.results == 0:
         logs = ", ".join(str(w.log) for w in workers)
-        outcome.problems.append(f"no results came back; see the worker logs: {logs}")
+        ended = f" ({outcome.late} went late, {outcome.dlq} to the dlq)" if outcome.accounted else ""
+        outcome.problems.append(f"no results came back{ended}; see the worker logs: {logs}")
     if outcome.accounted < outcome.sent:
         missing = outcome.sent - outcome.accounted
         outcome.problems.append(f"{missing} of {outcome.sent} frames have no result, late or dlq record")
