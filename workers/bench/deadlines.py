@@ -10,7 +10,11 @@ Definitions (docs/deadlines.md): *admitted* = frames that got through every stag
 (results, plus `missed` late records: computed but finished past the deadline); *on time* =
 result completed by its deadline; *shed* = routed late before compute (`expired`,
 `insufficient-budget`); *lag* = records the stage groups have not committed yet, summed over
-the three stages, at the middle and at the end of the sending.
+the three stages, at the middle and at the end of the sending, and its trend (records/s, a line
+fitted to once-a-second samples over the second half). Workers auto-commit stored offsets every
+second, so about one second of traffic is always "lag"; flat means the trend stays near zero.
+End-to-end latency is the broker's append time of the result (P.results is created with
+LogAppendTime) minus the device's capture time.
 """
 
 from __future__ import annotations
@@ -65,6 +69,16 @@ class Load:
     burn: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # stage → (queue, compute)
     lag_mid: dict[str, int] = field(default_factory=dict)
     lag_end: dict[str, int] = field(default_factory=dict)
+    lag_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, total lag)
+
+    @property
+    def lag_trend(self) -> float:
+        """Records per second the total lag grew by over the second half of the sending (≈ 0: flat)."""
+        half = self.lag_samples[len(self.lag_samples) // 2 :]
+        if len(half) < 2:
+            return float("nan")
+        t, lag = np.array(half, dtype=np.float64).T
+        return float(np.polyfit(t, lag, 1)[0])
 
     @property
     def shed(self) -> int:
@@ -136,9 +150,14 @@ def run_load(
     sender = threading.Thread(target=lambda: reports.append(fleet.run(duration_s=seconds)), daemon=True)
     started = time.monotonic()
     sender.start()
-    sender.join(timeout=seconds / 2)
-    load.lag_mid = probe.lag()
-    sender.join(timeout=seconds * 4 + 60)
+    # Lag once a second while sending: its trend over the second half says whether it is flat.
+    while sender.is_alive() and time.monotonic() - started < seconds * 4 + 60:
+        sender.join(timeout=1.0)
+        at = time.monotonic() - started
+        lag = probe.lag()
+        load.lag_samples.append((at, sum(lag.values())))
+        if not load.lag_mid and at >= seconds / 2:
+            load.lag_mid = lag
     load.lag_end = probe.lag()
     if not reports:
         raise BenchError(f"fleet at {factor}× did not finish")
@@ -172,7 +191,6 @@ def run_load(
                 load.missed_at[seen.stage] += 1
         else:
             load.dlq += 1
-    del started
     return load
 
 
@@ -183,9 +201,9 @@ def _pct(n: int, d: int) -> str:
 def render(loads: list[Load]) -> str:
     head = (
         "| load | offered/s | sent | admitted | on time % | in P.results by deadline % | shed % | degraded % "
-        "| missed | dlq | p50 ms | p99 ms | lag mid | lag end |"
+        "| missed | dlq | p50 ms | p99 ms | lag mid | lag end | lag trend /s |"
     )
-    rule = "|" + "---|" * 14
+    rule = "|" + "---|" * 15
     rows = [head, rule]
     for x in loads:
         p50, p99 = np.percentile(x.e2e_ms, [50, 99]) if x.e2e_ms else (float("nan"), float("nan"))
@@ -193,7 +211,7 @@ def render(loads: list[Load]) -> str:
             f"| {x.factor:g}× | {x.achieved:.0f} | {x.sent} | {x.admitted} | {_pct(x.on_time, x.admitted)} "
             f"| {_pct(x.delivered_by_deadline, x.results)} | {_pct(x.shed, x.sent)} "
             f"| {_pct(x.degraded, x.results)} | {x.late['missed']} | {x.dlq} | {p50:.1f} | {p99:.1f} "
-            f"| {sum(x.lag_mid.values())} | {sum(x.lag_end.values())} |"
+            f"| {sum(x.lag_mid.values())} | {sum(x.lag_end.values())} | {x.lag_trend:+.0f} |"
         )
     lines = ["\n".join(rows), ""]
     for x in loads:
