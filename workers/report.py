@@ -268,7 +268,8 @@ def _stacked_bars(ax: Any, budget: Budget) -> None:
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     e2e = [_value(budget.end_to_end, q) for q in PERCENTILES]
     for x, (top, v) in enumerate(zip(bottoms, e2e, strict=True)):
-        ax.text(x, top, f"{top:.1f}", ha="center", va="bottom", fontsize=9, color="#333333")
+        # The sum sits left of the bar, the end-to-end mark's number right: they never collide.
+        ax.text(x - width / 2 - 0.04, top, f"Σ {top:.1f}", ha="right", va="center", fontsize=9, color="#333")
         ax.hlines(v, x - width / 2 - 0.05, x + width / 2 + 0.05, color="black", linewidth=2.5, zorder=5)
         ax.text(x + width / 2 + 0.07, v, f"{v:.0f}", ha="left", va="center", fontsize=10, fontweight="bold")
     handles.append(Line2D([], [], color="black", linewidth=2.5, label="end-to-end (measured)"))
@@ -293,7 +294,7 @@ def _stacked_bars(ax: Any, budget: Budget) -> None:
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_xticks(positions, labels, fontsize=11)
     ax.set_ylabel("milliseconds")
-    ax.set_title("Per-stage queue + compute at each percentile (numbers: sum of stages / end-to-end)")
+    ax.set_title("Per-stage queue + compute at each percentile (Σ: sum of stages; bold: end-to-end)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(
