@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -139,7 +140,13 @@ def _check_models(settings: OntimeSettings) -> list[str]:
 def _admin(settings: OntimeSettings) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({**settings.kafka.as_librdkafka_dict(), "client.id": "ontime-demo"})
+    # Errors reach the demo as exceptions; librdkafka's own log lines would only garble the view.
+    conf: dict[str, str | int | float | bool] = {
+        **settings.kafka.as_librdkafka_dict(),
+        "client.id": "ontime-demo",
+        "log_level": 2,
+    }
+    return AdminClient(conf)
 
 
 def _group_members(admin: Any, groups: list[str]) -> dict[str, list[Any]]:
@@ -156,6 +163,13 @@ def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) 
     from workers.topics import create_topics, delete_topics
 
     admin = _admin(settings)
+    try:
+        admin.list_topics(timeout=10)
+    except Exception as exc:  # KafkaException: say which cluster and what to do, at once
+        raise DemoError(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc}); start one with "
+            "`ontime broker up`, or unset ONTIME_KAFKA__BOOTSTRAP_SERVERS to let the demo start one"
+        ) from None
     groups = [settings.pipeline.group_id(s) for s in STAGE_ORDER]
     deadline = time.monotonic() + timeout
     while busy := {g: len(m) for g, m in _group_members(admin, groups).items() if m}:
@@ -305,8 +319,14 @@ def run_demo(
     except KeyboardInterrupt:
         outcome.problems.append("interrupted")
         return outcome
-    except (DemoError, OntimeError) as exc:
-        outcome.problems.append(str(exc))
+    except OntimeError as exc:
+        where = f"Kafka at {broker.bootstrap}: " if isinstance(exc, BrokerError) else ""
+        outcome.problems.append(f"{where}{exc}")
+        return outcome
+    except Exception as exc:  # a clear line and a non-zero exit, never a bare traceback
+        trace = run_dir / "error.txt"
+        trace.write_text(traceback.format_exc())
+        outcome.problems.append(f"unexpected {type(exc).__name__}: {exc} (traceback in {trace})")
         return outcome
     finally:
         if workers:

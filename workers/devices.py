@@ -118,7 +118,10 @@ def load_clips(pipeline: str, split: str = "eval") -> list[LabelledClip]:
         module = importlib.import_module(f"pipelines.{pipeline}.recordings")
     except ModuleNotFoundError as exc:
         raise ConfigError(f"pipeline {pipeline!r} has no recordings module to simulate devices with") from exc
-    clips: list[LabelledClip] = module.real_clips(split)
+    try:
+        clips: list[LabelledClip] = module.real_clips(split)
+    except RuntimeError as exc:  # RecordingsMissing: names the Debian package to install
+        raise ConfigError(str(exc)) from None
     if not clips:
         raise ConfigError(f"pipeline {pipeline!r} returned no recordings for split {split!r}")
     return clips
