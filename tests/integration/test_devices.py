@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, Message
 
 from tests.integration.conftest import TopicFactory
 from workers import headers as h
-from workers.devices import Fleet, device_ids
+from workers.devices import Fleet, device_ids, kcat_example
 from workers.errors import BrokerError
 from workers.settings import load_settings
 
@@ -95,3 +99,27 @@ def test_fleet_refuses_a_missing_topic_before_sending(kafka_bootstrap: str) -> N
     with pytest.raises(BrokerError, match="ontime topics create"):
         fleet.run(frames=1)
     assert fleet.sent == 0
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat (Debian package kcat) is not installed")
+def test_the_printed_kcat_example_publishes_a_valid_frame(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    topic = topic_factory(partitions=1)
+    settings = load_settings(
+        "acoustic",
+        {"kafka": {"bootstrap_servers": kafka_bootstrap}, "pipeline": {"topics": {"raw": topic}}},
+    )
+    frame = tmp_path / "frame.pcm"
+    frame.write_bytes(np.zeros(settings.pipeline.frame.samples, dtype="<i2").tobytes())
+    command = kcat_example(settings, str(frame))
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+    [msg] = _consume(kafka_bootstrap, topic, 1)
+    hd = h.as_dict(msg.headers())
+    assert msg.key() == b"mic-0001"
+    assert hd[h.CONTENT_TYPE] == settings.pipeline.frame.content_type
+    assert str(uuid.UUID(hd[h.ID])) == hd[h.ID]
+    assert abs(int(hd[h.CAPTURED_MS]) - time.time() * 1000) < 600_000
+    assert len(msg.value() or b"") == 2 * settings.pipeline.frame.samples
