@@ -286,6 +286,7 @@ class Recorder(Telemetry):
         self.assigned: list[tuple[str, int]] = []
         self.started_stages: list[str] = []
         self.settled_count = 0
+        self.taken_count = 0
         self.lags: dict[tuple[str, int], tuple[int, float | None]] = {}
         self.lock = threading.Lock()
 
@@ -295,6 +296,10 @@ class Recorder(Telemetry):
     def assignment(self, partitions: Sequence[tuple[str, int]]) -> None:
         with self.lock:
             self.assigned = list(partitions)
+
+    def taken(self, topic: str, envs: Sequence[Any]) -> None:
+        with self.lock:
+            self.taken_count += len(envs)
 
     def lag(self, topic: str, partition: int, lag: int, oldest_age_ms: float | None) -> None:
         with self.lock:

@@ -219,3 +219,55 @@ def test_a_failed_delivery_stops_the_worker_without_storing_its_offsets(
         timeout=120,
         what="frames reprocessed after the failure",
     )
+
+
+def test_partitions_revoked_mid_batch_are_settled_before_they_move(
+    kafka_bootstrap: str,
+    topic_factory: object,
+    threads: list[WorkerThread],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A replica joins while the owner computes one big batch (seconds long, partitions paused).
+
+    The owner's revoke callback waits for the batch, delivers it, stores and commits its offsets;
+    the joiner starts after them. Nothing is lost and nothing is done twice.
+    """
+    settings = fresh_pipeline(  # type: ignore[arg-type]
+        kafka_bootstrap,
+        topic_factory,
+        partitions=4,
+        pipeline={"stages": {"preprocess": {"batch": {"max_size": 1024, "max_wait_ms": 500}}}},
+    )
+    # Heartbeats every 0.5 s: the owner learns of the rebalance while its batch still computes.
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"extra": {"heartbeat.interval.ms": "500"}})}
+    )
+    topics = settings.pipeline.topics
+    clips = eval_clips()
+    frames = [f for wave in "abcdefghijkl" for f in frames_from(clips, prefix=wave)][:1024]
+    # Both replicas load (and warm up) first: the frames' deadlines start ticking when sent.
+    joiner = WorkerThread(settings, ["preprocess"], start_now=False)
+    threads.append(joiner)
+    owner = WorkerThread(settings, ["preprocess"], start_now=False)
+    threads.append(owner)
+    send_frames(kafka_bootstrap, topics.raw, frames)  # all there before the owner's first batch
+    owner.start()
+    wait_for(lambda: owner.telemetry.taken_count > 0, timeout=120, what="owner took its first batch")
+    joiner.start()
+    wait_for(
+        lambda: record_count(kafka_bootstrap, topics.features, topics.partitions) >= len(frames),
+        timeout=240,
+        what="every frame preprocessed",
+    )
+    wait_for(lambda: bool(joiner.telemetry.assigned), timeout=90, what="joiner assigned")
+    for w in threads:
+        w.stop()
+    threads.clear()
+    total = record_count(kafka_bootstrap, topics.features, topics.partitions)
+    with capsys.disabled():
+        print(
+            f"\n[revoke mid-batch] frames={len(frames)} owner={owner.telemetry.settled_count} "
+            f"joiner={joiner.telemetry.settled_count} revoked-mid-batch={owner.worker.revoked_mid_batch}"
+        )
+    assert total == len(frames), f"{total - len(frames)} frames processed twice"
+    assert owner.worker.revoked_mid_batch >= 1, "the rebalance did not land during the batch"
