@@ -254,6 +254,9 @@ class StageWorker:
         paused = self.consumer.assignment()
         if paused:
             self.consumer.pause(paused)
+        event(
+            log, "batch-slow", logging.DEBUG, stage=self.name, size=len(batch.envelopes), paused=len(paused)
+        )
         try:
             while True:
                 try:

@@ -271,3 +271,38 @@ def test_partitions_revoked_mid_batch_are_settled_before_they_move(
         )
     assert total == len(frames), f"{total - len(frames)} frames processed twice"
     assert owner.worker.revoked_mid_batch >= 1, "the rebalance did not land during the batch"
+
+
+def test_a_second_signal_leaves_at_once_and_stores_nothing_undelivered(
+    kafka_bootstrap: str, topic_factory: object, tmp_path: Path, processes: list[WorkerProcess]
+) -> None:
+    """SIGTERM twice during a seconds-long batch: the batch is dropped, not half-committed."""
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory)  # type: ignore[arg-type]
+    topics = settings.pipeline.topics
+    flags = ["--log-level", "DEBUG", "--set", "pipeline.stages.preprocess.batch.max_size=1024"]
+    flags += ["--set", "pipeline.stages.preprocess.batch.max_wait_ms=500"]
+    clips = eval_clips()
+    frames = [f for wave in "abcdefghijkl" for f in frames_from(clips, prefix=wave)][:1024]
+    worker = WorkerProcess(settings, "preprocess", tmp_path / "preprocess-1.log", flags)
+    processes.append(worker)
+    worker.wait_started()
+    send_frames(kafka_bootstrap, topics.raw, frames)
+    wait_for(lambda: "batch-slow" in worker.log_text(), timeout=120, what="a batch computing for long")
+    worker.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping" in worker.log_text(), timeout=30, what="first signal handled")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(60) == 0, worker.log_text()
+    log = worker.log_text()
+    assert "batch-abandoned" in log, log
+    # Whatever was delivered before the batch in hand is committed; the abandoned batch is not.
+    delivered = record_count(kafka_bootstrap, topics.features, topics.partitions)
+    assert committed_total(settings, "preprocess") == delivered < len(frames)
+
+    again = WorkerProcess(settings, "preprocess", tmp_path / "preprocess-2.log")
+    processes.append(again)
+    wait_for(
+        lambda: record_count(kafka_bootstrap, topics.features, topics.partitions) == len(frames),
+        timeout=180,
+        what="the abandoned frames processed after the restart",
+    )
+    assert again.stop() == 0, again.log_text()
