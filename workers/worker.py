@@ -447,7 +447,11 @@ class StageWorker:
         for part in self.consumer.assignment():
             key = (str(part.topic), int(part.partition))
             try:
-                watermarks = self.consumer.get_watermark_offsets(part, timeout=1.0, cached=False)
+                # Every fetch response carries the high watermark: read librdkafka's copy, and
+                # ask the broker only for a partition not fetched yet.
+                watermarks = self.consumer.get_watermark_offsets(part, cached=True)
+                if not watermarks or watermarks[1] < 0:
+                    watermarks = self.consumer.get_watermark_offsets(part, timeout=1.0, cached=False)
                 (position,) = self.consumer.position([part])
             except KafkaException:
                 continue
