@@ -81,7 +81,12 @@ class StageWorker:
     """Consume the first stage's input topic, run `stages`, produce to the last stage's output."""
 
     def __init__(
-        self, settings: OntimeSettings, stages: Sequence[Stage], telemetry: Telemetry = NOOP
+        self,
+        settings: OntimeSettings,
+        stages: Sequence[Stage],
+        telemetry: Telemetry = NOOP,
+        *,
+        lag_every_s: float = LAG_EVERY_S,
     ) -> None:
         if not stages:
             raise ValueError("a worker needs at least one stage")
@@ -115,6 +120,7 @@ class StageWorker:
         self._stored: dict[TP, int] = {}
         self._last_seen_ms: dict[TP, int] = {}
         self._lag_due = 0.0
+        self._lag_every_s = lag_every_s
         self._errors_logged: dict[int, float] = {}
         self.counts = {"emit": 0, "late": 0, "dlq": 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
@@ -437,7 +443,7 @@ class StageWorker:
         """
         if type(self.telemetry).lag is Telemetry.lag or time.monotonic() < self._lag_due:
             return
-        self._lag_due = time.monotonic() + LAG_EVERY_S
+        self._lag_due = time.monotonic() + self._lag_every_s
         oldest: dict[TP, tuple[int, int]] = {}
         for msg in [*in_hand, *self._early]:
             tp, offset = _where(msg)

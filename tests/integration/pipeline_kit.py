@@ -288,6 +288,7 @@ class Recorder(Telemetry):
         self.settled_count = 0
         self.taken_count = 0
         self.lags: dict[tuple[str, int], tuple[int, float | None]] = {}
+        self.lag_history: list[tuple[str, int, int, float | None]] = []
         self.lock = threading.Lock()
 
     def started(self, pipeline: str, stage: str) -> None:
@@ -304,6 +305,7 @@ class Recorder(Telemetry):
     def lag(self, topic: str, partition: int, lag: int, oldest_age_ms: float | None) -> None:
         with self.lock:
             self.lags[(topic, partition)] = (lag, oldest_age_ms)
+            self.lag_history.append((topic, partition, lag, oldest_age_ms))
 
     def settled(self, outcomes: Sequence[Any]) -> None:
         with self.lock:
@@ -319,10 +321,14 @@ class WorkerThread:
     telemetry: Recorder = field(default_factory=Recorder)
     error: BaseException | None = None
     start_now: bool = True
+    lag_every_s: float = 5.0
 
     def __post_init__(self) -> None:
         self.worker = StageWorker(
-            self.settings, build_stages(self.settings.pipeline, self.stages), self.telemetry
+            self.settings,
+            build_stages(self.settings.pipeline, self.stages),
+            self.telemetry,
+            lag_every_s=self.lag_every_s,
         )
         self.thread = threading.Thread(target=self._run, name=f"worker-{','.join(self.stages)}", daemon=True)
         if self.start_now:

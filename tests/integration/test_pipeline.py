@@ -118,6 +118,36 @@ def test_idle_workers_report_zero_lag_on_every_partition(
     wait_for(caught_up, timeout=60, what="infer reporting zero lag on its three partitions")
 
 
+def test_a_backlog_shows_as_lag_and_age_until_it_is_worked_off(
+    kafka_bootstrap: str, topic_factory: object, running: list[WorkerThread]
+) -> None:
+    """The scaling signal: lag and the age of the oldest unprocessed frame, per partition."""
+    settings = fresh_pipeline(  # type: ignore[arg-type]
+        kafka_bootstrap, topic_factory, pipeline={"stages": {"preprocess": {"batch": {"max_size": 8}}}}
+    )
+    topics = settings.pipeline.topics
+    worker = WorkerThread(settings, ["preprocess"], start_now=False, lag_every_s=0.2)
+    running.append(worker)
+    frames = [f for wave in "abcd" for f in frames_from(eval_clips(), prefix=wave)]
+    send_frames(kafka_bootstrap, topics.raw, frames)  # a backlog before the worker starts
+    worker.start()
+    wanted = {(topics.raw, p) for p in range(topics.partitions)}
+
+    def worked_off() -> bool:
+        with worker.telemetry.lock:
+            lags = dict(worker.telemetry.lags)
+        return set(lags) == wanted and all(v == (0, 0.0) for v in lags.values())
+
+    wait_for(worked_off, timeout=180, what="backlog worked off and reported")
+    with worker.telemetry.lock:
+        history = list(worker.telemetry.lag_history)
+    backlog = [(lag, age) for _, _, lag, age in history if lag > 0]
+    assert backlog, "no lag was ever reported while a backlog waited"
+    assert all(lag <= len(frames) for lag, _ in backlog)
+    assert any(age is not None and age > 0 for _, age in backlog)
+    assert worker.telemetry.settled_count == len(frames)
+
+
 def test_stages_chained_in_one_process_give_the_same_results(
     kafka_bootstrap: str, topic_factory: object, running: list[WorkerThread]
 ) -> None:
