@@ -50,11 +50,23 @@ def test_malformed_override_is_a_config_error(bad: str) -> None:
 def test_flags_beat_environment_which_beats_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONTIME_WORKER__POLL_TIMEOUT_MS", "70")
     monkeypatch.setenv("ONTIME_PIPELINE__BUDGET_MS", "400")
-    args = _args("--set", "worker.poll_timeout_ms=50", "--bootstrap", "10.1.1.1:9092")
+    monkeypatch.setenv("ONTIME_PIPELINE__TOPICS__DLQ", "env.dlq")
+    args = _args(
+        "--set",
+        "worker.poll_timeout_ms=50",
+        "--set",
+        "pipeline.topics.raw=flag.raw",
+        "--bootstrap",
+        "10.1.1.1:9092",
+    )
     settings = cli.settings_from_args(args)  # type: ignore[arg-type]
     assert settings.worker.poll_timeout_ms == 50
     assert settings.pipeline.budget_ms == 400
-    assert settings.pipeline.topics.raw == "acoustic.raw"
+    # Nested sources merge key by key: flag, environment and YAML each keep their own topic.
+    assert settings.pipeline.topics.raw == "flag.raw"
+    assert settings.pipeline.topics.dlq == "env.dlq"
+    assert settings.pipeline.topics.features == "acoustic.features"
+    assert settings.pipeline.stages["infer"].model == "acoustic/classifier"
     assert settings.kafka.bootstrap_servers == "10.1.1.1:9092"
 
 
