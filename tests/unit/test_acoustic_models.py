@@ -18,7 +18,7 @@ from pipelines.acoustic import recordings
 
 ACOUSTIC = MODELS_DIR / "acoustic"
 VARIANTS = sorted(p.parent.name for p in ACOUSTIC.glob("*/card.json"))
-FRONT_END = {"features", "postprocess"}
+FRONT_END = {"features", "postprocess", "gate"}
 CLASSIFIERS = [v for v in VARIANTS if v not in FRONT_END]
 N_CLASSES = len(recordings.LABELS)
 # Generous floors: a model that guesses scores ~1/17 on keywords and ~0.3 overall (background and
@@ -47,7 +47,9 @@ def test_card_matches_the_file(variant: str) -> None:
     assert card.sha256 == sha256_of(path)
     assert card.file_bytes == path.stat().st_size
     assert card.name == f"acoustic-{variant}"
-    if variant != "features":
+    if variant == "gate":
+        assert card.labels == ["_speech_", "_background_"]
+    elif variant != "features":
         assert card.labels == list(recordings.LABELS)
     assert [s.batch for s in card.latency] == [1, 8, 32]
 
@@ -62,6 +64,9 @@ def test_model_has_the_declared_tensors(variant: str) -> None:
     if variant == "features":
         feed = {"pcm": np.zeros((3, 16_000), np.float32)}
         expected = {"features": (3, 40, 101)}
+    elif variant == "gate":
+        feed = {"features": np.zeros((3, 40, 101), np.float32)}
+        expected = {"probs": (3, 2)}
     elif variant == "postprocess":
         feed = {"logits": np.zeros((3, N_CLASSES), np.float32)}
         expected = {"probs": (3, N_CLASSES), "top_index": (3, 3), "top_prob": (3, 3)}
@@ -140,3 +145,18 @@ def test_accuracy_on_real_human_speech_through_the_served_chain(
     overall_acc = float((predicted == labels).mean())
     assert keyword_acc >= KEYWORD_FLOOR, f"{variant}: {keyword_acc:.2f} on real keywords"
     assert overall_acc >= OVERALL_FLOOR, f"{variant}: {overall_acc:.2f} on the real eval split"
+
+
+def test_gate_lets_every_real_keyword_through(real_eval: tuple[np.ndarray, np.ndarray]) -> None:
+    """Early exit must not eat speech: no real keyword may score above the gate's threshold."""
+    card = ModelCard.load(ACOUSTIC / "gate")
+    threshold = card.model_extra["early_exit_threshold"] if card.model_extra else None
+    assert isinstance(threshold, float) and 0.5 <= threshold < 1.0
+    pcm, labels = real_eval
+    (features,) = session("features").run(["features"], {"pcm": pcm})
+    (probs,) = session("gate").run(["probs"], {"features": features})
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    keyword = labels < len(recordings.DIGITS) + len(recordings.COMMANDS)
+    assert (probs[keyword, 1] < threshold).all()
+    background = labels == recordings.LABELS.index(recordings.BACKGROUND)
+    assert (probs[background, 1] >= 0.5).mean() >= 0.5  # it does call most real background background

@@ -18,6 +18,7 @@ from models.card import Interval, LatencyStat, Lineage, ModelCard
 from models.toolchain.cards import assemble_card, write_card
 from models.toolchain.latency import measure_latency
 from models.toolchain.quantize import INT8_SCHEME, batched, convert_fp16, optimize, preprocess, quantize_int8
+from models.toolchain.stats import accuracy
 from pipelines.acoustic.recordings import LABELS, noise_files, real_clips
 
 from .augment import NoiseBank
@@ -25,7 +26,8 @@ from .data import FeatureSet, clips_set, synthetic_set
 from .evaluate import EVAL_SETS, evaluate_onnx, onnx_logits, real_sets, score
 from .export import build_postprocess, expected_calibration_error, export_classifier, fit_temperature
 from .features import FeatureExtractor, build_features_model
-from .nets import KwsTcn, count_params
+from .gate import GATE_LABELS, GATE_WIDTHS, MAX_FALSE_EXIT, choose_threshold, gate_targets, new_gate
+from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
 from .realdata import unlabelled_real
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
@@ -198,7 +200,7 @@ class Build:
         emb_train = self.embed("train", self.train.pcm)
         emb_neg = self.embed("neg", self.neg.pcm)
         seed_everything(SEED)
-        head = TeacherHead(emb_train.shape[1], len(LABELS))
+        head = TeacherHead(len(LABELS))
         fit_head(
             head, np.concatenate([emb_train, emb_neg]), np.concatenate([self.train.y, self.neg.y]), 30, SEED
         )
@@ -385,6 +387,59 @@ class Build:
         extra["int8_faster_than_fp32"] = faster
         card.save(d8)
 
+    def gate(self) -> None:
+        """Tiny speech/background gate for early exit; threshold from the calibration voices."""
+        model = new_gate()
+        x = np.concatenate([self.train.x, self.neg.x])
+        y = gate_targets(np.concatenate([self.train.y, self.neg.y]))
+        _log(f"gate: KwsTcn {GATE_WIDTHS}, {count_params(model)} parameters")
+        fit(model, x, y, epochs=4, seed=SEED + 3)
+        path = export_classifier(
+            WithSoftmax(model), self.out / "gate" / "model.onnx", "speech/background gate", output="probs"
+        )
+        cal = np.concatenate([self.calib.x, self.unlabelled.x])
+        cal_bg = np.concatenate([gate_targets(self.calib.y), np.zeros(len(self.unlabelled.x), np.int64)]) == 1
+        threshold = choose_threshold(onnx_logits(path, cal)[:, 1], cal_bg)
+        acc: dict[str, Interval] = {}
+        rates: dict[str, float] = {}
+        for name, fs in self.sets.items():
+            p_bg = onnx_logits(path, fs.x)[:, 1]
+            is_bg = gate_targets(fs.y) == 1
+            acc[name] = accuracy((p_bg >= 0.5).astype(np.int64), is_bg.astype(np.int64))
+            if (~is_bg).any():
+                rates[f"{name}: speech frames exited early"] = round(
+                    float((p_bg[~is_bg] >= threshold).mean()), 4
+                )
+            if is_bg.any():
+                rates[f"{name}: background frames exited early"] = round(
+                    float((p_bg[is_bg] >= threshold).mean()), 4
+                )
+        _log(f"gate: threshold {threshold:.4f}; {rates}")
+        latency = measure_latency(path, self.latency_inputs("features"), threads=LATENCY_THREADS)
+        card = assemble_card(
+            path,
+            name="acoustic-gate",
+            version=VERSION,
+            labels=list(GATE_LABELS),
+            accuracy=acc,
+            latency=latency,
+            lineage=Lineage(
+                calibration_set=f"{len(cal)} frames: espeak-ng calibration voices + "
+                "real unlabelled speech windows",
+                notes=f"KwsTcn widths {GATE_WIDTHS} + softmax; trained on the synthetic training frames "
+                "and real "
+                "negatives with speech (keywords, unknown) vs background targets",
+            ),
+            notes=[
+                f"early exit when probs[:, 1] >= {threshold:.4f}: chosen so at most {MAX_FALSE_EXIT:.1%} of "
+                "calibration speech frames would exit; accuracy is speech-vs-background at 0.5",
+            ],
+            early_exit_threshold=round(threshold, 4),
+            early_exit_rates=rates,
+            eval_sets={k: EVAL_SETS[k] for k in acc},
+        )
+        write_card(card, path.parent)
+
 
 def _fmt(acc: dict[str, Interval]) -> str:
     return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
@@ -421,6 +476,7 @@ def build(out_dir: Path, quick: bool = False) -> None:
         for v in ("student", "student-pruned"):
             paths[f"{v}-int8"] = b.int8(v, paths[v])
         b.compressed_cards(student, pruned, paths)
+        b.gate()
         served = path_s
     b.postprocess(served)
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}

@@ -43,7 +43,8 @@ def synthetic_set(
     keep_pcm: bool = False,
 ) -> FeatureSet:
     """Synthesized words of `split` voices, `copies` augmentations each, plus background frames."""
-    cache = work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}.npz"
+    pcm_tag = "_pcm" if keep_pcm else ""
+    cache = work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}{pcm_tag}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return FeatureSet(name, z["x"], z["y"], z.get("pcm"))

@@ -16,7 +16,7 @@ from .features import N_FRAMES, N_MELS
 OPSET = 17
 
 
-def export_classifier(model: nn.Module, path: Path, doc: str) -> Path:
+def export_classifier(model: nn.Module, path: Path, doc: str, output: str = "logits") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     example = torch.zeros(2, N_MELS, N_FRAMES)
@@ -25,8 +25,8 @@ def export_classifier(model: nn.Module, path: Path, doc: str) -> Path:
         (example,),
         str(path),
         input_names=["features"],
-        output_names=["logits"],
-        dynamic_axes={"features": {0: "N"}, "logits": {0: "N"}},
+        output_names=[output],
+        dynamic_axes={"features": {0: "N"}, output: {0: "N"}},
         opset_version=OPSET,
         dynamo=False,
     )

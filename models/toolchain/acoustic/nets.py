@@ -81,5 +81,16 @@ class KwsTcn(nn.Module):
         return self.head(self.drop(h.mean(dim=2)))
 
 
+class WithSoftmax(nn.Module):
+    """Exports a classifier with its softmax baked in (the gate answers probabilities directly)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -57,6 +57,8 @@ def fit(
     yt = torch.from_numpy(y)
     st = None if soft is None else torch.from_numpy(soft.astype(np.float32))
     wt = torch.ones(len(x)) if weights is None else torch.from_numpy(weights.astype(np.float32))
+    counts = np.bincount(y[y >= 0], minlength=int(model.head.out_features)).astype(np.float64)
+    class_w = torch.tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     steps = epochs * ((len(x) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -69,7 +71,9 @@ def fit(
             xb, yb, wb = spec_augment(xt[idx], gen), yt[idx], wt[idx]
             logits = model(xb)
             has_label = yb >= 0
-            ce = F.cross_entropy(logits, yb.clamp(min=0), reduction="none", label_smoothing=0.05)
+            ce = F.cross_entropy(
+                logits, yb.clamp(min=0), weight=class_w, reduction="none", label_smoothing=0.05
+            )
             ce = torch.where(has_label, ce, torch.zeros_like(ce))
             if st is None:
                 loss_rows = ce
