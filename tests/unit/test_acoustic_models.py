@@ -21,10 +21,11 @@ VARIANTS = sorted(p.parent.name for p in ACOUSTIC.glob("*/card.json"))
 FRONT_END = {"features", "postprocess", "gate"}
 CLASSIFIERS = [v for v in VARIANTS if v not in FRONT_END]
 N_CLASSES = len(recordings.LABELS)
-# Generous floors: a model that guesses scores ~1/17 on keywords and ~0.3 overall (background and
-# unknown dominate the eval split); the real numbers are in each card and in docs/models.md.
-KEYWORD_FLOOR = 0.35
-OVERALL_FLOOR = 0.55
+# Generous floors (keywords, whole eval split): a model that guesses scores ~1/17 on keywords and
+# ~0.3 overall (background and unknown dominate the split). The synthetic-only baseline measures
+# 0.53 / 0.65, the distilled students 0.88-0.94 / 0.83-0.91; the real numbers are in each card.
+FLOORS = {"classifier": (0.35, 0.5)}
+STUDENT_FLOORS = (0.65, 0.7)
 
 
 def session(variant: str) -> ort.InferenceSession:
@@ -119,6 +120,16 @@ def real_eval() -> tuple[np.ndarray, np.ndarray]:
     return pcm, labels
 
 
+def test_students_are_small_and_int8_is_qdq() -> None:
+    onnx = pytest.importorskip("onnx")
+    for variant in ("student", "student-int8", "student-pruned", "student-pruned-int8"):
+        card = ModelCard.load(ACOUSTIC / variant)
+        assert card.parameters is not None and card.parameters < 200_000
+        if variant.endswith("-int8"):
+            ops = {n.op_type for n in onnx.load(str(ACOUSTIC / variant / "model.onnx")).graph.node}
+            assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
 def test_real_clips_are_one_second_int16() -> None:
     try:
         clips = recordings.real_clips("keywords")
@@ -143,8 +154,9 @@ def test_accuracy_on_real_human_speech_through_the_served_chain(
     keyword = labels < len(recordings.DIGITS) + len(recordings.COMMANDS)
     keyword_acc = float((predicted[keyword] == labels[keyword]).mean())
     overall_acc = float((predicted == labels).mean())
-    assert keyword_acc >= KEYWORD_FLOOR, f"{variant}: {keyword_acc:.2f} on real keywords"
-    assert overall_acc >= OVERALL_FLOOR, f"{variant}: {overall_acc:.2f} on the real eval split"
+    keyword_floor, overall_floor = FLOORS.get(variant, STUDENT_FLOORS)
+    assert keyword_acc >= keyword_floor, f"{variant}: {keyword_acc:.2f} on real keywords"
+    assert overall_acc >= overall_floor, f"{variant}: {overall_acc:.2f} on the real eval split"
 
 
 def test_gate_lets_every_real_keyword_through(real_eval: tuple[np.ndarray, np.ndarray]) -> None:

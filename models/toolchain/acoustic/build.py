@@ -37,12 +37,14 @@ SEED = 20261124
 VERSION = "1.0.0"
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
-STUDENT_EPOCHS = 10
+STUDENT_EPOCHS = 16
 PRUNE_KEEP = 0.5
-PRUNE_EPOCHS = 4
+PRUNE_EPOCHS = 6
 DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
-N_UNLABELLED = 4000
+N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
+UNLABELLED_COPIES = 5
+REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one
 LATENCY_THREADS = 1
 
 
@@ -215,36 +217,45 @@ class Build:
         self.soft_neg = _softmax(head_logits(head, emb_neg) / DISTILL_T)
 
         _log("teacher: soft-labelling unlabelled real audio (klettres-data, asterisk prompts)")
-        cache = self.work / "unlabelled_real.npz"
+        cache = self.work / "unl_clean.npz"
         if cache.is_file():
             with np.load(cache) as z:
-                pcm = z["pcm"]
+                clean = z["pcm"]
         else:
             clean, _ = unlabelled_real(max_clips=N_UNLABELLED, seed=SEED)
-            noise = NoiseBank(noise_files("train"))
-            rng = np.random.default_rng(SEED + 5)
-            pcm = np.stack([_noisy(x, noise, rng) for x in clean])
-            np.savez(cache, pcm=pcm)
-        self.unlabelled = FeatureSet("unlabelled_real", self.fe(pcm), np.full(len(pcm), -1, np.int64), pcm)
-        self.soft_unlabelled = _softmax(head_logits(head, self.embed("unlabelled", pcm)) / DISTILL_T)
+            np.savez(cache, pcm=clean)
+        noise = NoiseBank(noise_files("train"))
+        feats, softs = [], []
+        for copy in range(UNLABELLED_COPIES):
+            # Copy 0 is the clean recording; the others add real noise at 0-20 dB SNR, and the
+            # teacher labels each noisy copy itself (it is robust to noise, the student must learn to be).
+            rng = np.random.default_rng(100 + copy)
+            pcm = clean if copy == 0 else np.stack([_noisy(x, noise, rng) for x in clean])
+            feats.append(self.fe(pcm))
+            softs.append(_softmax(head_logits(head, self.embed(f"unl{copy}", pcm)) / DISTILL_T))
+        x_unl = np.concatenate(feats)
+        self.unlabelled = FeatureSet("unlabelled_real", x_unl, np.full(len(x_unl), -1, np.int64))
+        self.soft_unlabelled = np.concatenate(softs)
         top = np.bincount(self.soft_unlabelled.argmax(1), minlength=len(LABELS))
         _log(
             "teacher's top-1 on unlabelled real audio: "
             + ", ".join(f"{LABELS[i]} {n}" for i, n in enumerate(top) if n)
         )
 
-    def distill_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def distill_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x = np.concatenate([self.train.x, self.neg.x, self.unlabelled.x])
         y = np.concatenate([self.train.y, self.neg.y, self.unlabelled.y])
         soft = np.concatenate([self.soft_train, self.soft_neg, self.soft_unlabelled])
-        return x, y, soft
+        n_labelled = len(self.train.x) + len(self.neg.x)
+        weights = np.concatenate([np.ones(n_labelled), np.full(len(self.unlabelled.x), REAL_WEIGHT)])
+        return x, y, soft, weights
 
     def calibration_features(self) -> np.ndarray:
         """INT8 calibration: the calibration voices + real unlabelled windows (never evaluated on)."""
         return np.concatenate([self.calib.x, self.unlabelled.x[:: max(1, len(self.unlabelled.x) // 256)]])
 
     def student(self) -> tuple[KwsTcn, Path]:
-        x, y, soft = self.distill_data()
+        x, y, soft, weights = self.distill_data()
         _log(
             f"student: distilling into KwsTcn {STUDENT_WIDTHS} on {len(x)} frames "
             f"({len(self.unlabelled.x)} real, soft only)"
@@ -260,6 +271,7 @@ class Build:
             soft=soft,
             temperature=DISTILL_T,
             alpha=DISTILL_ALPHA,
+            weights=weights,
         )
         return model, self.export_fp32(
             "student", model, "KwsTcn student distilled from the speech-embedding teacher"
@@ -271,7 +283,7 @@ class Build:
             f"pruning: widths {student.widths} -> {small.widths} "
             f"({count_params(student)} -> {count_params(small)} params)"
         )
-        x, y, soft = self.distill_data()
+        x, y, soft, weights = self.distill_data()
         fit(
             small,
             x,
@@ -282,6 +294,7 @@ class Build:
             soft=soft,
             temperature=DISTILL_T,
             alpha=DISTILL_ALPHA,
+            weights=weights,
         )
         return small, self.export_fp32(
             "student-pruned", small, "student with whole channels removed, fine-tuned"
@@ -315,6 +328,8 @@ class Build:
             "+ hard-label CE on synthetic frames; "
             f"{len(self.train.y)} augmented espeak-ng frames, {len(self.neg.y)} real labelled negatives, "
             f"{len(self.unlabelled.y)} unlabelled real windows "
+            f"({UNLABELLED_COPIES} copies: clean + 0-20 dB real noise; "
+            f"loss weight {REAL_WEIGHT}) "
             "(klettres-data, asterisk prompts; eval recordings excluded) "
             "soft-labelled by the teacher"
         )
@@ -446,12 +461,10 @@ def _fmt(acc: dict[str, Interval]) -> str:
 
 
 def _noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
-    """Half of the real windows get real noise at 5-20 dB SNR, so the teacher labels noisy speech too."""
-    if rng.random() < 0.5:
-        return x
+    """Real speech + a real noise window at 0-20 dB SNR."""
     n = noise.window(rng)
     rms_x = float(np.sqrt(np.mean(x**2)) + 1e-9)
-    n = n * rms_x / float(np.sqrt(np.mean(n**2)) + 1e-9) / 10 ** (rng.uniform(5, 20) / 20)
+    n = n * rms_x / float(np.sqrt(np.mean(n**2)) + 1e-9) / 10 ** (rng.uniform(0, 20) / 20)
     return np.clip(x + n, -1, 1).astype(np.float32)
 
 
