@@ -456,6 +456,44 @@ class Build:
         write_card(card, path.parent)
 
 
+def mark_serving(out_dir: Path) -> dict[str, str]:
+    """Record in each card which stage serves it (rendered in docs/models.md; see SERVING.md).
+
+    infer: of the student's FP32/INT8 files, the faster at batch 8 among those within 1 point of
+    the FP32 parent on real speech; degraded fallback: the same rule over the pruned student.
+    """
+
+    def pick(fp32: str) -> str:
+        parent = ModelCard.load(out_dir / fp32)
+        best, best_ms = fp32, _p50(parent, 8)
+        quant = out_dir / f"{fp32}-int8"
+        if (quant / "card.json").is_file():
+            card = ModelCard.load(quant)
+            drop = card.accuracy_drop_vs_parent.get("real", 0.0)
+            if drop <= 1.0 and _p50(card, 8) < best_ms:
+                best = f"{fp32}-int8"
+        return best
+
+    roles = {
+        "features": "preprocess",
+        "postprocess": "postprocess",
+        "gate": "optional early exit before infer",
+    }
+    if (out_dir / "student" / "card.json").is_file():
+        roles[pick("student")] = "infer"
+        roles[pick("student-pruned")] = "infer, degraded fallback"
+    for variant_dir in sorted(p.parent for p in out_dir.glob("*/card.json")):
+        card = ModelCard.load(variant_dir)
+        extra = card.model_extra if card.model_extra is not None else {}
+        extra["serving"] = roles.get(variant_dir.name, "not served")
+        card.save(variant_dir)
+    return roles
+
+
+def _p50(card: ModelCard, batch: int) -> float:
+    return next(s.p50_ms for s in card.latency if s.batch == batch)
+
+
 def _fmt(acc: dict[str, Interval]) -> str:
     return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
 
@@ -492,6 +530,7 @@ def build(out_dir: Path, quick: bool = False) -> None:
         b.gate()
         served = path_s
     b.postprocess(served)
+    _log(f"serving: {mark_serving(out_dir)}")
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}
     (b.work / "summary.json").write_text(json.dumps(summary, indent=2))
     _log(f"done in {time.time() - started:.0f} s")
