@@ -18,7 +18,7 @@ from models.card import Interval, LatencyStat, Lineage, ModelCard
 from models.toolchain.cards import assemble_card, write_card
 from models.toolchain.latency import measure_latency
 from models.toolchain.quantize import INT8_SCHEME, batched, convert_fp16, optimize, preprocess, quantize_int8
-from models.toolchain.stats import accuracy
+from models.toolchain.stats import accuracy, drop_points
 from pipelines.acoustic.recordings import LABELS, noise_files, real_clips
 
 from .augment import NoiseBank
@@ -534,3 +534,33 @@ def build(out_dir: Path, quick: bool = False) -> None:
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}
     (b.work / "summary.json").write_text(json.dumps(summary, indent=2))
     _log(f"done in {time.time() - started:.0f} s")
+
+
+def evaluate(out_dir: Path) -> None:
+    """`ontime models evaluate acoustic`: re-measure the classifiers in `out_dir`, rewrite their cards.
+
+    Accuracy on every evaluation set, drops vs the FP32 parent named in the lineage, and latency;
+    identity fields (sha256, tensors) stay as the build wrote them.
+    """
+    fe = FeatureExtractor(out_dir / "features" / "model.onnx")
+    work = out_dir / "_work"
+    work.mkdir(parents=True, exist_ok=True)
+    test = synthetic_set("synthetic_test", "test", work, fe, SEED + 2, 60, 12, 1, 200, keep_pcm=True)
+    sets = {**real_sets(fe), "synthetic_test": test}
+    classifiers = {}
+    for variant_dir in sorted(p.parent for p in out_dir.glob("*/card.json")):
+        card = ModelCard.load(variant_dir)
+        if [t.name for t in card.inputs] == ["features"] and [t.name for t in card.outputs] == ["logits"]:
+            classifiers[variant_dir.name] = card
+    measured = {v: evaluate_onnx(out_dir / v / card.file, sets) for v, card in classifiers.items()}
+    for variant, card in classifiers.items():
+        parent = (card.lineage.parent or "").removeprefix("acoustic/")
+        card.accuracy = measured[variant]
+        if parent in measured:
+            card.accuracy_drop_vs_parent = {
+                k: drop_points(measured[parent][k], v) for k, v in measured[variant].items()
+            }
+        path = out_dir / variant / card.file
+        card.latency = measure_latency(path, {"features": sets["real"].x[:32]}, threads=LATENCY_THREADS)
+        card.save(out_dir / variant)
+        _log(f"{variant}: {_fmt(card.accuracy)}")
