@@ -51,7 +51,7 @@ class Envelope:
             key=msg.key(),
             payload=msg.value(),
             content_type=hd.get(h.CONTENT_TYPE, content_type or ""),
-            deadline=Deadline(stamp(hd.get(h.DEADLINE_MS), ts, budget_ms, skew_ms)),
+            deadline=Deadline(stamp(hd.get(h.DEADLINE_MS), ts, budget_ms, skew_ms, now=taken_ms)),
             captured_ms=int(captured) if captured and captured.isdigit() else None,
             taken_ms=taken_ms,
             stage_times=h.parse_stage_ms(hd.get(h.STAGE_MS)),

@@ -66,7 +66,8 @@ def test_flags_beat_environment_which_beats_yaml(monkeypatch: pytest.MonkeyPatch
     assert settings.pipeline.topics.raw == "flag.raw"
     assert settings.pipeline.topics.dlq == "env.dlq"
     assert settings.pipeline.topics.features == "acoustic.features"
-    assert settings.pipeline.stages["infer"].model == "acoustic/classifier"
+    shipped = yaml.safe_load(Path("pipelines/acoustic/pipeline.yaml").read_text())
+    assert settings.pipeline.stages["infer"].model == shipped["stages"]["infer"]["model"]
     assert settings.kafka.bootstrap_servers == "10.1.1.1:9092"
 
 
