@@ -6,7 +6,11 @@ EXTRAS ?= dev,audio,report
 # Re-install only when the dependencies change.
 STAMP  := $(VENV)/.ontime-installed
 
-.PHONY: setup test lint typecheck unit integration kafka-jars broker-up broker-down broker-status demo bench
+# Debian packages (recordings, Java/Maven for Kafka); installs only what is missing.
+system-deps:
+	@.ci/system-deps
+
+.PHONY: system-deps setup test lint typecheck unit integration kafka-jars broker-up broker-down broker-status demo bench
 
 setup: $(STAMP)
 
@@ -17,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # ruff, mypy, then unit and integration tests (the latter start a real Kafka broker).
 # pytest exit code 5 means "no tests collected", which is not a failure here.
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests/unit tests/integration || [ $$? -eq 5 ]
@@ -48,7 +52,8 @@ broker-down: $(STAMP)
 broker-status: $(STAMP)
 	@$(BIN)/python -m workers.broker status
 
-demo: $(STAMP)
+# The main job on a fresh machine: packages, venv, Kafka jars (on first broker start), then the demo.
+demo: system-deps $(STAMP)
 	$(BIN)/ontime demo
 
 bench: $(STAMP)
