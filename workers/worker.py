@@ -503,6 +503,8 @@ class StageWorker:
             self.consumer.close()
         finally:
             left = self.producer.flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
+            # Release the producer's connections now, not whenever this object is collected.
+            self.producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
