@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import importlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,11 +35,10 @@ from workers.errors import OntimeError
 from workers.latency_stats import Summary
 from workers.liveview import LiveView, ResultsReader, Tally, results_jsonl
 from workers.pipeline import STAGE_ORDER
+from workers.processes import spawn_worker
 from workers.settings import OntimeSettings, load_settings
 
 __all__ = ["DemoError", "DemoOptions", "DemoOutcome", "register_cli", "run_demo"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class DemoError(OntimeError):
@@ -212,32 +210,10 @@ def _start_workers(
     settings: OntimeSettings, bootstrap: str, run_dir: Path, flags: list[str]
 ) -> list[_Worker]:
     pipeline = str(settings.pipeline_file) if settings.pipeline_file else settings.pipeline.name
-    env = {**os.environ, "ONTIME_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
     workers = []
     for stage in STAGE_ORDER:
         log = run_dir / f"{stage}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "workers.cli",
-            "--pipeline",
-            pipeline,
-            *flags,
-            "worker",
-            "--stage",
-            stage,
-        ]
-        with log.open("wb") as sink:
-            # Own session: ^C in the terminal reaches the demo, which then stops them with SIGTERM.
-            proc = subprocess.Popen(
-                cmd,
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = spawn_worker(stage, pipeline, bootstrap, log, flags)
         workers.append(_Worker(stage, proc, log))
     return workers
 

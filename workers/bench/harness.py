@@ -8,10 +8,8 @@ and consumer groups of their own, so they never mix with a demo or another run.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,9 +28,8 @@ from workers.broker import LocalBroker, bootstrap_from_env, default_state_dir
 from workers.deadline import now_ms
 from workers.errors import OntimeError
 from workers.pipeline import STAGE_ORDER, PipelineSpec
+from workers.processes import spawn_worker
 from workers.settings import KafkaSettings, OntimeSettings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _admin(settings: OntimeSettings) -> AdminClient:
@@ -160,24 +157,10 @@ class Workers:
         spec = self.settings.pipeline
         path = self.run_dir / f"{spec.name}.yaml"
         path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        env = {
-            **os.environ,
-            "ONTIME_KAFKA__BOOTSTRAP_SERVERS": self.settings.kafka.bootstrap_servers,
-            "PYTHONUNBUFFERED": "1",
-        }
+        bootstrap = self.settings.kafka.bootstrap_servers
         for stage in STAGE_ORDER:
             log = self.run_dir / f"{spec.name}-{stage}.log"
-            cmd = [sys.executable, "-m", "workers.cli", "--pipeline", str(path), "worker", "--stage", stage]
-            with log.open("wb") as sink:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            proc = spawn_worker(stage, str(path), bootstrap, log)
             self.procs.append(WorkerProcess(stage, proc, log))
         self._wait_ready(ready_timeout_s)
 
