@@ -19,7 +19,7 @@ from typing import Any
 
 from workers.errors import ConfigError, OntimeError
 from workers.logs import setup_logging
-from workers.settings import OntimeSettings, load_settings
+from workers.settings import OntimeSettings, load_settings, merge_overrides
 
 # Modules that add their own verbs with `register_cli(subparsers)`, in help order.
 VERB_MODULES = ("workers.broker", "workers.devices", "workers.demo", "workers.report", "workers.bench")
@@ -84,12 +84,12 @@ def settings_from_args(
     """Settings with the global flags applied; `pipeline` and `extra` come from the verb."""
     overrides = parse_overrides(args.overrides)
     if args.bootstrap:
-        _merge(overrides, {"kafka": {"bootstrap_servers": args.bootstrap}})
+        merge_overrides(overrides, {"kafka": {"bootstrap_servers": args.bootstrap}})
     if args.log_level:
-        _merge(overrides, {"worker": {"log_level": args.log_level}})
+        merge_overrides(overrides, {"worker": {"log_level": args.log_level}})
     if args.log_json:
-        _merge(overrides, {"worker": {"log_json": True}})
-    _merge(overrides, extra or {})
+        merge_overrides(overrides, {"worker": {"log_json": True}})
+    merge_overrides(overrides, extra or {})
     return load_settings(pipeline or args.pipeline, overrides)
 
 
@@ -111,16 +111,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         nested: Any = None if value.strip().lower() in ("null", "none") else value
         for part in reversed(parts):
             nested = {part: nested}
-        _merge(out, nested)
+        merge_overrides(out, nested)
     return out
-
-
-def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def _optional(name: str) -> ModuleType | None:

@@ -117,6 +117,15 @@ def load_settings(pipeline: str | None = None, overrides: dict[str, Any] | None 
         _yaml_data.reset(token)
 
 
+def merge_overrides(into: dict[str, Any], new: dict[str, Any]) -> None:
+    """Deep-merge nested override dicts in place, so one override never replaces its siblings."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_overrides(into[key], value)
+        else:
+            into[key] = value
+
+
 def describe(exc: ValidationError, source: str) -> str:
     """One line per invalid field, each starting with its dotted name."""
     lines = [f"invalid configuration (pipeline file {source}, ONTIME_* environment, CLI flags):"]

@@ -26,7 +26,7 @@ from workers import headers as h
 from workers.chain import build_stages
 from workers.model import OnnxModel
 from workers.pipeline import StageSpec
-from workers.settings import OntimeSettings, load_settings
+from workers.settings import OntimeSettings, load_settings, merge_overrides
 from workers.telemetry import Telemetry
 from workers.worker import StageWorker
 
@@ -57,19 +57,11 @@ def fresh_pipeline(
     """Settings of a pipeline with a unique name whose six topics exist (deleted after the test)."""
     name = f"t{uuid.uuid4().hex[:10]}"
     overrides = pipeline_overrides(name, bootstrap, partitions)
-    _merge(overrides["pipeline"], pipeline or {})
+    merge_overrides(overrides["pipeline"], pipeline or {})
     settings = load_settings("acoustic", overrides)
     for topic in settings.pipeline.topics.all():
         topic_factory(partitions=partitions, name=topic)
     return settings
-
-
-def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def cli_overrides(settings: OntimeSettings, stage_batch: dict[str, int] | None = None) -> list[str]:
