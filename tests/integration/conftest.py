@@ -6,7 +6,6 @@ Set ONTIME_KAFKA__BOOTSTRAP_SERVERS to run against an existing cluster instead o
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.integration.pipeline_kit import wait_for
 from workers.broker import LocalBroker, bootstrap_from_env
 
 _HERE = Path(__file__).parent
@@ -85,16 +85,14 @@ def topic_factory(kafka_admin: AdminClient, request: pytest.FixtureRequest) -> I
 
 def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int, timeout: float) -> None:
     """Block until metadata shows every partition of `topic` with a leader."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         meta = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        if (
+        return (
             meta is not None
             and meta.error is None
             and len(meta.partitions) == partitions
             and all(p.leader >= 0 for p in meta.partitions.values())
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} not ready with {partitions} partitions after {timeout} s")
-        time.sleep(0.05)  # polling metadata; there is no event to wait on
+        )
+
+    wait_for(ready, timeout, f"topic {topic} with {partitions} partitions and leaders")

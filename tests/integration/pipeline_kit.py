@@ -310,7 +310,7 @@ class WorkerThread:
 
     settings: OntimeSettings
     stages: list[str]
-    telemetry: Recorder = field(default_factory=Recorder)
+    telemetry: Telemetry = field(default_factory=Recorder)
     error: BaseException | None = None
     start_now: bool = True
     lag_every_s: float = 5.0

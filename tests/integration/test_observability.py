@@ -7,10 +7,8 @@ scraped from each worker must count exactly the frames that went through.
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.pipeline_kit import (
     PCM,
     Reader,
+    WorkerThread,
     eval_clips,
     frames_from,
     fresh_pipeline,
@@ -31,58 +30,27 @@ from tests.integration.pipeline_kit import (
     wait_for,
 )
 from workers import headers as h
-from workers.chain import build_stages
 from workers.deadline import now_ms
 from workers.observability import Observability, build_telemetry
 from workers.report import read_topic, write_report
 from workers.settings import OntimeSettings
 from workers.tracing import send_span
-from workers.worker import StageWorker
 
 STAGES = ["preprocess", "infer", "postprocess"]
 
 
-@dataclass
-class Running:
-    """One StageWorker in a thread, with the telemetry `build_telemetry` gave it."""
-
-    worker: StageWorker
-    telemetry: Observability
-    thread: threading.Thread = field(init=False)
-    error: BaseException | None = None
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.worker.stop()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        self.telemetry.close()
-        if self.error is not None:
-            raise self.error
-
-
 @pytest.fixture
-def workers() -> Iterator[Callable[[OntimeSettings, TracerProvider | None], list[Running]]]:
-    started: list[Running] = []
+def workers() -> Iterator[Callable[[OntimeSettings, TracerProvider | None], list[WorkerThread]]]:
+    started: list[WorkerThread] = []
 
-    def start(settings: OntimeSettings, provider: TracerProvider | None) -> list[Running]:
+    def start(settings: OntimeSettings, provider: TracerProvider | None) -> list[WorkerThread]:
         with_port = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"metrics_port": 0})}
         )
         for stage in STAGES:
             telemetry = build_telemetry(with_port, [stage], provider=provider)
             assert isinstance(telemetry, Observability) and telemetry.port
-            worker = StageWorker(with_port, build_stages(with_port.pipeline, [stage]), telemetry)
-            started.append(Running(worker, telemetry))
+            started.append(WorkerThread(with_port, [stage], telemetry=telemetry))
         for r in started:
             wait_for(lambda r=r: _get(r.telemetry.port, "/readyz")[0] == 200, 120, "worker ready")  # type: ignore[misc]
         return started
@@ -94,6 +62,8 @@ def workers() -> Iterator[Callable[[OntimeSettings, TracerProvider | None], list
             r.stop()
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            r.telemetry.close()
     assert not errors, errors
 
 
@@ -106,7 +76,7 @@ def _get(port: int | None, path: str) -> tuple[int, str]:
 
 
 def test_one_frame_is_one_connected_trace_through_three_stages(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], workers: Callable[..., list[Running]]
+    kafka_bootstrap: str, topic_factory: Callable[..., str], workers: Callable[..., list[WorkerThread]]
 ) -> None:
     settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=2)
     exporter = InMemorySpanExporter()
@@ -170,7 +140,7 @@ def test_one_frame_is_one_connected_trace_through_three_stages(
 def test_metrics_count_the_frames_that_went_through(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
-    workers: Callable[..., list[Running]],
+    workers: Callable[..., list[WorkerThread]],
     tmp_path: Path,
 ) -> None:
     settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=3)
@@ -184,7 +154,7 @@ def test_metrics_count_the_frames_that_went_through(
     finally:
         reader.close()
 
-    def counts(r: Running) -> dict[str, float]:
+    def counts(r: WorkerThread) -> dict[str, float]:
         text = _get(r.telemetry.port, "/metrics")[1]
         return {
             s.labels["outcome"]: s.value
