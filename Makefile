@@ -41,16 +41,16 @@ integration: $(STAMP)
 
 # Fetch the Kafka broker jars with Maven into ~/.cache/ontime (or $$ONTIME_CACHE_DIR) once.
 kafka-jars: $(STAMP)
-	@$(BIN)/python -m workers.broker fetch >/dev/null
+	@$(BIN)/python -m workers.localkafka fetch >/dev/null
 
 broker-up: $(STAMP)
-	@$(BIN)/python -m workers.broker up
+	@$(BIN)/python -m workers.localkafka up
 
 broker-down: $(STAMP)
-	@$(BIN)/python -m workers.broker down
+	@$(BIN)/python -m workers.localkafka down
 
 broker-status: $(STAMP)
-	@$(BIN)/python -m workers.broker status
+	@$(BIN)/python -m workers.localkafka status
 
 # The main job on a fresh machine: packages, venv, Kafka jars (on first broker start), then the demo.
 demo: system-deps $(STAMP)

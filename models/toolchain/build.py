@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from models.card import MODELS_DIR
+from models import MODELS_DIR
 from models.toolchain import render_cards
 
 

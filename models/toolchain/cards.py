@@ -7,9 +7,9 @@ from pathlib import Path
 
 import onnx
 
-from models.card import Interval, LatencyStat, Lineage, ModelCard, TensorSpec, sha256_of
 from models.toolchain.latency import count_macs, count_parameters
 from models.toolchain.stats import drop_points
+from schemas.card import Interval, LatencyStat, Lineage, ModelCard, TensorSpec, sha256_of
 
 
 def _spec(value: onnx.ValueInfoProto) -> TensorSpec:

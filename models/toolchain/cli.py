@@ -1,6 +1,6 @@
 """`ontime models build|evaluate|render`: the toolchain's CLI verbs.
 
-Registered by workers.cli through `register_cli`; torch and the pipeline code are imported only
+Registered by workers.cli.main through `register_cli`; torch and the pipeline code are imported only
 when a command runs, so `ontime --help` works without the toolchain extra installed.
 """
 

@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
-from models.card import LatencyStat
+from schemas.card import LatencyStat
 
 BATCHES: tuple[int, ...] = (1, 8, 32)
 THREADS = 1

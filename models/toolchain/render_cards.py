@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.card import MODELS_DIR, ModelCard
+from models import MODELS_DIR
+from schemas.card import ModelCard
 
 DOCS = MODELS_DIR.parent / "docs" / "models.md"
 

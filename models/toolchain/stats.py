@@ -7,7 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from models.card import Interval
+from schemas.card import Interval
 
 Z95 = 1.959963984540054
 

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.pipeline_kit import wait_for
-from workers.broker import LocalBroker, bootstrap_from_env
+from workers.localkafka.broker import LocalBroker, bootstrap_from_env
 
 _HERE = Path(__file__).parent
 

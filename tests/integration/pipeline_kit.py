@@ -22,13 +22,13 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipelines.acoustic.recordings import Clip, real_clips
-from workers import headers as h
-from workers.chain import build_stages
-from workers.model import OnnxModel
-from workers.pipeline import StageSpec
-from workers.settings import OntimeSettings, load_settings, merge_overrides
-from workers.telemetry import Telemetry
-from workers.worker import StageWorker
+from workers.config.settings import OntimeSettings, load_settings, merge_overrides
+from workers.config.spec import StageSpec
+from workers.loop.worker import StageWorker
+from workers.messages import headers as h
+from workers.stages.chain import build_stages
+from workers.stages.model import OnnxModel
+from workers.telemetry.hooks import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 PCM = "audio/pcm;format=s16le;rate=16000;channels=1"

@@ -23,7 +23,7 @@ from tests.integration.pipeline_kit import (
     produce,
     record_count,
 )
-from workers import headers as h
+from workers.messages import headers as h
 
 F32 = "audio/pcm;format=f32le;rate=16000;channels=1"
 PCM = "audio/pcm;format=s16le;rate=16000;channels=1"

@@ -23,8 +23,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from workers.broker import BOOTSTRAP_ENV, BrokerStartError, LocalBroker
-from workers.broker_config import free_port
+from workers.localkafka.broker import BOOTSTRAP_ENV, BrokerStartError, LocalBroker
+from workers.localkafka.config import free_port
 
 TopicFactory = Callable[..., str]
 
@@ -224,7 +224,7 @@ def test_cli_up_down_across_processes_keeps_topics(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != BOOTSTRAP_ENV}
     return subprocess.run(
-        [sys.executable, "-m", "workers.broker", *args],
+        [sys.executable, "-m", "workers.localkafka", *args],
         capture_output=True,
         text=True,
         timeout=180,

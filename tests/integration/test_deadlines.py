@@ -21,15 +21,15 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.errors import LATE_REASONS
 from schemas.results import Result
-from workers import headers as h
-from workers.bench.harness import wait_assigned
-from workers.chain import build_stages
-from workers.deadline import now_ms
-from workers.model import verify
-from workers.pipeline import STAGE_ORDER, PipelineSpec
-from workers.settings import KafkaSettings, OntimeSettings, load_settings
-from workers.stage import Stage
-from workers.worker import StageWorker
+from workers.config.settings import KafkaSettings, OntimeSettings, load_settings
+from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.loop.worker import StageWorker
+from workers.messages import headers as h
+from workers.messages.deadline import now_ms
+from workers.stages.chain import build_stages
+from workers.stages.model import load_verified
+from workers.stages.stage import Stage
+from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
 
@@ -38,7 +38,7 @@ def _models_present() -> bool:
     spec = load_settings("acoustic").pipeline
     try:
         for stage in spec.stages.values():
-            verify(stage.model)
+            load_verified(stage.model)
     except Exception:
         return False
     return True

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from workers.demo import DemoOptions, run_demo
-from workers.settings import load_settings
+from workers.config.settings import load_settings
+from workers.tools.demo import DemoOptions, run_demo
 
 
 def test_demo_accounts_for_every_frame(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from tests.integration.conftest import TopicFactory
-from workers import headers as h
-from workers.devices import Fleet, device_ids, kcat_example
+from workers.config.settings import load_settings
 from workers.errors import BrokerError
-from workers.settings import load_settings
+from workers.messages import headers as h
+from workers.tools.devices import Fleet, device_ids, kcat_example
 
 
 def _consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Message]:

@@ -29,12 +29,12 @@ from tests.integration.pipeline_kit import (
     send_frames,
     wait_for,
 )
-from workers import headers as h
-from workers.deadline import now_ms
-from workers.observability import Observability, build_telemetry
-from workers.report import read_topic, write_report
-from workers.settings import OntimeSettings
-from workers.tracing import send_span
+from workers.config.settings import OntimeSettings
+from workers.messages import headers as h
+from workers.messages.deadline import now_ms
+from workers.telemetry.fanout import Observability, build_telemetry
+from workers.telemetry.tracing import send_span
+from workers.tools.report import read_topic, write_report
 
 STAGES = ["preprocess", "infer", "postprocess"]
 

@@ -27,8 +27,8 @@ from tests.integration.pipeline_kit import (
     send_frames,
     wait_for,
 )
-from workers.settings import OntimeSettings, load_settings
-from workers.topics import create_topics, delete_topics, describe_topics
+from workers.config.settings import OntimeSettings, load_settings
+from workers.kafka.topics import create_topics, delete_topics, describe_topics
 
 STAGES = ["preprocess", "infer", "postprocess"]
 

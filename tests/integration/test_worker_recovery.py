@@ -31,8 +31,8 @@ from tests.integration.pipeline_kit import (
     send_frames,
     wait_for,
 )
-from workers.settings import OntimeSettings
-from workers.worker import DeliveryFailed
+from workers.config.settings import OntimeSettings
+from workers.loop.worker import DeliveryFailed
 
 # Small batches: the first wave takes many produce/commit rounds. A short session timeout lets
 # the killed member's partitions move to the restarted one in seconds, not the default 45 s.

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from models.card import Interval, LatencyStat, Lineage, ModelCard
 from models.toolchain.cards import assemble_card, write_card
 from models.toolchain.latency import measure_latency
 from models.toolchain.quantize import INT8_SCHEME, batched, convert_fp16, optimize, preprocess, quantize_int8
 from models.toolchain.stats import accuracy, drop_points
 from pipelines.acoustic.recordings import LABELS, noise_files, real_clips
+from schemas.card import Interval, LatencyStat, Lineage, ModelCard
 
 from .augment import NoiseBank
 from .data import FeatureSet, clips_set, synthetic_set

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.card import Interval
 from models.toolchain.latency import open_session
 from models.toolchain.stats import accuracy
 from pipelines.acoustic.recordings import CLIP_SAMPLES, COMMANDS, DIGITS, LABELS, noise_files, real_clips
+from schemas.card import Interval
 
 from .augment import NoiseBank
 from .data import FeatureSet, clips_set

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.card import Lineage, ModelCard
 from models.toolchain import latency, prune, quantize
 from models.toolchain.export import export_onnx
 from models.toolchain.vision import data, nets, train
 from models.toolchain.vision.variants import INPUT, OUTPUT, SPEED_MARGIN, Variant, measure, onnx_accuracy
+from schemas.card import Lineage, ModelCard
 
 SEED = 20261124
 TORCH_THREADS = 1

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from models.card import Interval, LatencyStat, Lineage, ModelCard
 from models.toolchain import cards, latency, stats
 from models.toolchain.vision.data import LABELS
+from schemas.card import Interval, LatencyStat, Lineage, ModelCard
 
 VERSION = "1.0.0"
 INPUT, OUTPUT = "image", "logits"

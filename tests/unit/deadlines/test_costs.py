@@ -1,0 +1,94 @@
+"""The online cost model: a line fitted to per-size medians, a p99 margin, and a prior."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.deadlines.costs import CostModel, Line
+
+
+def feed(model: CostModel, n: int, times: list[float]) -> None:
+    for t in times:
+        model.observe(n, t)
+
+
+def test_without_data_the_prior_answers() -> None:
+    assert CostModel().cost_ms(8) == 0.0
+    prior = Line(2.0, 0.5, tail_ms=1.0)
+    model = CostModel(prior=prior)
+    assert model.predict_ms(4) == pytest.approx(4.0)
+    assert model.cost_ms(4) == pytest.approx(5.0)
+
+
+def test_fits_intercept_and_slope_from_medians() -> None:
+    model = CostModel(min_samples=4)
+    for n in (1, 4, 8, 16):
+        feed(model, n, [2.0 + 0.5 * n] * 5)
+    line = model.line()
+    assert line.intercept_ms == pytest.approx(2.0)
+    assert line.per_item_ms == pytest.approx(0.5)
+    assert model.predict_ms(32) == pytest.approx(18.0)
+    assert line.tail_ms == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_few_slow_runs_move_the_margin_not_the_line() -> None:
+    model = CostModel(min_samples=4)
+    for n in (1, 8, 16):
+        feed(model, n, [1.0 + 0.25 * n] * 19)
+    feed(model, 8, [40.0])  # a GC pause
+    line = model.line()
+    assert line.intercept_ms == pytest.approx(1.0, abs=0.05)
+    assert line.per_item_ms == pytest.approx(0.25, abs=0.01)
+    assert model.cost_ms(8) >= model.predict_ms(8)
+
+
+def test_plans_with_a_high_quantile_of_noisy_runs() -> None:
+    model = CostModel(min_samples=4, min_size_samples=20)
+    times = [10.0] * 18 + [14.0, 15.0]
+    feed(model, 4, times)
+    assert model.predict_ms(4) == pytest.approx(10.0)
+    # A high quantile of the 20 runs at size 4, not their median.
+    assert 14.0 <= model.cost_ms(4) <= 15.0
+
+
+def test_one_size_only_borrows_the_slope_of_the_prior() -> None:
+    model = CostModel(prior=Line(1.0, 0.5), min_samples=3)
+    feed(model, 4, [5.0, 5.0, 5.0])
+    line = model.line()
+    assert line.per_item_ms == pytest.approx(0.5)
+    assert line.at(4) == pytest.approx(5.0)
+    assert model.predict_ms(8) == pytest.approx(7.0)
+
+
+def test_slope_is_never_negative() -> None:
+    model = CostModel(min_samples=2)
+    feed(model, 1, [5.0, 5.0])
+    feed(model, 10, [3.0, 3.0])
+    line = model.line()
+    assert line.per_item_ms == 0.0
+    assert line.intercept_ms == pytest.approx(4.0)
+
+
+def test_intercept_is_never_negative() -> None:
+    model = CostModel(min_samples=2)
+    feed(model, 2, [0.1, 0.1])
+    feed(model, 10, [5.0, 5.0])
+    line = model.line()
+    assert line.intercept_ms == 0.0
+    assert line.per_item_ms > 0
+
+
+def test_the_window_forgets_an_old_regime() -> None:
+    model = CostModel(window=20, min_samples=4)
+    feed(model, 4, [1.0] * 20)
+    assert model.predict_ms(4) == pytest.approx(1.0)
+    feed(model, 4, [9.0] * 20)  # the machine got busy
+    assert model.predict_ms(4) == pytest.approx(9.0)
+
+
+def test_garbage_observations_are_ignored() -> None:
+    model = CostModel(min_samples=1)
+    model.observe(0, 5.0)
+    model.observe(3, float("nan"))
+    model.observe(3, -1.0)
+    assert model.observed == 0

@@ -1,0 +1,63 @@
+"""The librdkafka keys that make a stage worker at-least-once, fast, and cooperative."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from workers.config.settings import OntimeSettings, load_settings
+from workers.kafka.clients import consumer_config, producer_config
+
+
+def _settings(**kafka: object) -> OntimeSettings:
+    overrides = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1", **kafka},
+        "worker": {"session_timeout_ms": 12000},
+    }
+    return load_settings("acoustic", overrides)
+
+
+def test_consumer_stores_offsets_only_by_hand_and_commits_them_automatically() -> None:
+    conf = consumer_config(_settings(), "infer")
+    assert conf["group.id"] == "ontime.acoustic.infer"
+    assert conf["enable.auto.offset.store"] is False
+    assert conf["enable.auto.commit"] is True
+    assert 0 < int(conf["auto.commit.interval.ms"]) <= 5000
+    assert conf["auto.offset.reset"] == "earliest"
+    assert conf["partition.assignment.strategy"] == "cooperative-sticky"
+    assert conf["group.protocol"] == "classic"
+    assert conf["session.timeout.ms"] == 12000
+    assert conf["max.poll.interval.ms"] == 300_000
+    assert int(conf["fetch.wait.max.ms"]) <= 10
+    assert conf["bootstrap.servers"] == "127.0.0.1:1"
+
+
+def test_kip848_protocol_drops_classic_only_keys() -> None:
+    conf = consumer_config(_settings(group_protocol="consumer"), "preprocess")
+    assert conf["group.protocol"] == "consumer"
+    for key in ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"):
+        assert key not in conf
+    assert conf["enable.auto.offset.store"] is False
+
+
+def test_extra_keys_pass_through_but_cannot_break_at_least_once() -> None:
+    settings = _settings(extra={"enable.auto.offset.store": "true", "fetch.wait.max.ms": "1", "acks": "1"})
+    conf = consumer_config(settings, "infer")
+    assert conf["enable.auto.offset.store"] is False
+    assert conf["fetch.wait.max.ms"] == "1"
+    assert producer_config(settings, "infer")["acks"] == "all"
+
+
+def test_producer_is_idempotent_with_acks_all_and_short_linger() -> None:
+    conf = producer_config(_settings(), "postprocess")
+    assert conf["enable.idempotence"] is True
+    assert conf["acks"] == "all"
+    assert 0 <= int(conf["linger.ms"]) <= 2
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_librdkafka_accepts_every_key(protocol: str) -> None:
+    """Building the clients validates the keys; neither connects until it is used."""
+    settings = _settings(group_protocol=protocol)
+    Consumer(consumer_config(settings, "infer")).close()
+    Producer(producer_config(settings, "infer"))

@@ -1,0 +1,151 @@
+"""Settings: defaults < pipeline YAML < `ONTIME_*` environment (``__`` nests) < CLI flags.
+
+Environment beats the YAML so an SRE can override a shipped pipeline file from a Helm values
+file or a compose `environment:` block without rebuilding the image; CLI flags beat both for
+one-off runs. Invalid values fail at start with a `ConfigError` that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from workers.config.spec import MODELS_DIR, PipelineSpec, pipeline_file
+from workers.errors import ConfigError
+
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_data", default=None)
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka; `extra` is the escape hatch for any raw librdkafka key."""
+
+    model_config = ConfigDict(extra="forbid")
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    group_protocol: Literal["classic", "consumer"] = "classic"
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def as_librdkafka_dict(self) -> dict[str, str]:
+        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.extra)
+        return conf
+
+
+class WorkerSettings(BaseModel):
+    """Knobs of one worker process, shared by every stage it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    poll_timeout_ms: int = Field(100, ge=1, le=10_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    session_timeout_ms: int = Field(45_000, ge=6_000)
+    flush_timeout_s: float = Field(30.0, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="0 picks a free port; None: off")
+    log_json: bool = False
+    log_level: str = "INFO"
+
+
+class OntimeSettings(BaseSettings):
+    """Everything a worker or CLI verb needs, from all configuration sources merged."""
+
+    model_config = SettingsConfigDict(env_prefix="ONTIME_", env_nested_delimiter="__", extra="forbid")
+    pipeline_file: Path | None = None
+    models_dir: Path = Field(MODELS_DIR, description="root of <pipeline>/<variant>/{model.onnx,card.json}")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    pipeline: PipelineSpec
+    observability: ObservabilitySettings = Field(default_factory=lambda: ObservabilitySettings())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the pipeline YAML (read by `load_settings`) in as the `pipeline` field."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get() or {})
+
+
+def load_settings(pipeline: str | None = None, overrides: dict[str, Any] | None = None) -> OntimeSettings:
+    """Merge every source; `pipeline` is a bundled pipeline name or a path to its YAML file."""
+    name = pipeline or os.environ.get("ONTIME_PIPELINE_FILE") or "acoustic"
+    path = pipeline_file(name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"pipeline file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"pipeline file {path} must hold a mapping")
+    token = _yaml_data.set({"pipeline": data})
+    try:
+        init = {"pipeline_file": path, **(overrides or {})}
+        return OntimeSettings(**init)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, str(path))) from None
+    finally:
+        _yaml_data.reset(token)
+
+
+def merge_overrides(into: dict[str, Any], new: dict[str, Any]) -> None:
+    """Deep-merge nested override dicts in place, so one override never replaces its siblings."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_overrides(into[key], value)
+        else:
+            into[key] = value
+
+
+def describe(exc: ValidationError, source: str) -> str:
+    """One line per invalid field, each starting with its dotted name."""
+    lines = [f"invalid configuration (pipeline file {source}, ONTIME_* environment, CLI flags):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+class ObservabilitySettings(BaseModel):
+    """Tracing switch and health-probe thresholds; exporters themselves read the standard `OTEL_*`."""
+
+    model_config = ConfigDict(extra="forbid")
+    tracing: bool | None = Field(
+        None, description="None: on when OTEL_TRACES_EXPORTER (or an OTLP endpoint) is set; True/False: force"
+    )
+    liveness_timeout_s: float = Field(
+        30.0, gt=0, description="/livez fails after the poll loop stalls this long"
+    )
+
+
+OntimeSettings.model_rebuild()  # resolve the forward reference to ObservabilitySettings above

@@ -1,0 +1,138 @@
+"""The pipeline definition: topics, stages, models and the deadline budget, as read from YAML.
+
+`pipelines/<name>/pipeline.yaml` is validated into `PipelineSpec`; every derived name (topic of a
+stage, consumer group, budget in milliseconds) is computed here so no other module re-derives it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_REPO = Path(__file__).resolve().parents[2]
+PIPELINES_DIR = _REPO / "pipelines"
+# Default of `OntimeSettings.models_dir`; a container or a test points it elsewhere.
+MODELS_DIR = _REPO / "models"
+STAGE_ORDER = ("preprocess", "infer", "postprocess")
+
+StageName = Literal["preprocess", "infer", "postprocess"]
+
+
+class FrameSpec(BaseModel):
+    """The raw frame a pipeline accepts from devices."""
+
+    model_config = ConfigDict(extra="forbid")
+    content_type: str = "audio/pcm;format=s16le;rate=16000;channels=1"
+    samples: int = Field(16000, gt=0, description="samples per frame (exactly 1.0 s at 16 kHz)")
+
+
+class Topics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    raw: str
+    features: str
+    scores: str
+    results: str
+    late: str
+    dlq: str
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+    def all(self) -> list[str]:
+        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq]
+
+
+class BatchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_size: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0)
+
+
+class CacheSpec(BaseModel):
+    """Content-hash → output cache of one stage (off by default: only repeated inputs gain)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    max_entries: int = Field(4096, ge=1, le=10_000_000)
+    ttl_ms: float | None = Field(None, gt=0)
+
+
+class GateSpec(BaseModel):
+    """Early-exit cascade: a tiny model answers alone when its top probability reaches `threshold`."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="gate model variant as <pipeline>/<variant> under models/")
+    threshold: float = Field(gt=0, le=1, description="from the gate card's calibration")
+
+
+class StageSpec(BaseModel):
+    """One stage: which model it serves, its cheaper fallback, and its share of the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="model variant as <pipeline>/<variant> under models/")
+    fallback: str | None = Field(
+        None, description="cheaper variant answering `degraded` when the model would miss"
+    )
+    gate: GateSpec | None = None
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    budget_share: float = Field(gt=0, le=1)
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
+
+
+class PipelineSpec(BaseModel):
+    """A whole pipeline as declared in its YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    budget_ms: float = Field(gt=0, le=60_000)
+    max_clock_skew_ms: float = Field(50, ge=0)
+    late_policy: Literal["route", "deliver"] = "route"
+    frame: FrameSpec = Field(default_factory=FrameSpec)
+    topics: Topics
+    stages: dict[StageName, StageSpec]
+    transport_share: float = Field(0.0, ge=0, le=1)
+    top_k: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> PipelineSpec:
+        missing = [s for s in STAGE_ORDER if s not in self.stages]
+        if missing:
+            raise ValueError(f"stages: missing {', '.join(missing)}")
+        total = sum(s.budget_share for s in self.stages.values()) + self.transport_share
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"budget shares add up to {total:.2f} > 1.0")
+        return self
+
+    def stage_budget_ms(self, stage: str) -> float:
+        return self.budget_ms * self.stages[stage].budget_share  # type: ignore[index]
+
+    def group_id(self, stage: str) -> str:
+        return f"ontime.{self.name}.{stage}"
+
+    def input_topic(self, stage: str) -> str:
+        return {
+            "preprocess": self.topics.raw,
+            "infer": self.topics.features,
+            "postprocess": self.topics.scores,
+        }[stage]
+
+    def output_topic(self, stage: str) -> str:
+        return {
+            "preprocess": self.topics.features,
+            "infer": self.topics.scores,
+            "postprocess": self.topics.results,
+        }[stage]
+
+    def downstream_share(self, stage: str) -> float:
+        """Budget share of the stages after `stage`: the reserve a stage must leave for them."""
+        after = STAGE_ORDER[STAGE_ORDER.index(stage) + 1 :]
+        return sum((self.stages[s].budget_share for s in after), 0.0) + self.transport_share  # type: ignore[index]
+
+
+def pipeline_file(name_or_path: str) -> Path:
+    """`acoustic` → the bundled pipelines/acoustic/pipeline.yaml; anything with a slash is a path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        return Path(name_or_path)
+    return PIPELINES_DIR / name_or_path / "pipeline.yaml"

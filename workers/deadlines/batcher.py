@@ -1,0 +1,124 @@
+"""Deadline-aware dynamic batching: a batch closes when full, or when waiting longer would make
+its most urgent member miss.
+
+Bigger batches are cheaper per frame, so the infer stage waits for more frames — but only as long
+as its most urgent member can afford: it must close by ``deadline − predicted latency of a batch
+of the current size − downstream reserve``. The latency comes from the stage's measured
+`CostModel`, so the batcher waits less when runs get slower. `max_wait_ms` caps the wait when
+every member has time to spare. On `take`, members that can no longer make it, even on the
+fallback model, are removed before the run (they go to `P.late`).
+
+The worker loop uses it like this::
+
+    batcher.add(env)                       # for each consumed message
+    poll_timeout = batcher.wait_ms()       # how long it may poll for more
+    if batcher.due():
+        batch, dropped = batcher.take()    # run `batch`, route `dropped` late
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from workers.deadlines.admission import Costs, Shed, plan
+from workers.deadlines.budget import StageBudget
+from workers.messages import headers as h
+from workers.messages.deadline import Clock, Deadline, now_ms, stamp
+
+T = TypeVar("T")
+
+
+class DeadlineBatcher(Generic[T]):
+    """Collects items (envelopes, or raw records with their deadline) and says when to close."""
+
+    def __init__(
+        self, *, budget: StageBudget, costs: Costs, max_size: int, max_wait_ms: float, clock: Clock = now_ms
+    ) -> None:
+        self.budget = budget
+        self.costs = costs
+        self.max_size = max_size
+        self.max_wait_ms = max_wait_ms
+        self._clock = clock
+        self._pending: list[tuple[T, Deadline]] = []
+        self._opened_ms = 0.0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, item: T, deadline: Deadline) -> None:
+        if not self._pending:
+            self._opened_ms = self._clock()
+        self._pending.append((item, deadline))
+
+    def full(self) -> bool:
+        return len(self._pending) >= self.max_size
+
+    def close_at_ms(self, now: float | None = None) -> float | None:
+        """Epoch ms by which the current batch must close; None when there is nothing to close.
+
+        Members that cannot make it even alone (they will be shed) do not hurry the batch: a
+        backlog of expired frames is taken in full batches, and skipped at batch speed.
+        """
+        if not self._pending:
+            return None
+        if self.full():
+            return self._opened_ms
+        now = self._clock() if now is None else now
+        reserve = self.budget.reserve_ms
+        cheapest = self.costs.overhead(1) + min(
+            self.costs.primary(1), self.costs.fallback(1) if self.costs.fallback else float("inf")
+        )
+        viable = [d.at_ms for _, d in self._pending if d.at_ms - now - reserve >= cheapest]
+        close = self._opened_ms + self.max_wait_ms
+        if viable:
+            n = len(viable)
+            cost = self.costs.overhead(n) + self.costs.primary(n)
+            close = min(close, min(viable) - cost - reserve)
+        return close
+
+    def wait_ms(self, now: float | None = None, idle_ms: float = 100.0) -> float:
+        """How long the loop may block polling for more messages (`idle_ms` when empty)."""
+        now = self._clock() if now is None else now
+        close = self.close_at_ms(now)
+        if close is None:
+            return idle_ms
+        return max(0.0, close - now)
+
+    def due(self, now: float | None = None) -> bool:
+        now = self._clock() if now is None else now
+        close = self.close_at_ms(now)
+        return close is not None and close <= now
+
+    def take(self, now: float | None = None) -> tuple[list[T], list[tuple[T, Shed]]]:
+        """Close the batch: up to `max_size` members to run (arrival order), and those dropped."""
+        now = self._clock() if now is None else now
+        members, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
+        if self._pending:
+            self._opened_ms = now
+        decided = plan([d for _, d in members], now, self.budget, self.costs)
+        dropped = {s.index: s for s in decided.shed}
+        batch = [item for i, (item, _) in enumerate(members) if i not in dropped]
+        return batch, [(members[i][0], s) for i, s in sorted(dropped.items())]
+
+    def drain(self) -> list[T]:
+        """Every pending item in arrival order, leaving the batcher empty (no admission check)."""
+        items = [item for item, _ in self._pending]
+        self._pending = []
+        return items
+
+    def discard(self, gone: Callable[[T], bool]) -> list[T]:
+        """Forget members `gone` says to (e.g. from revoked partitions: their new owner has them)."""
+        lost = [item for item, _ in self._pending if gone(item)]
+        self._pending = [(item, d) for item, d in self._pending if not gone(item)]
+        return lost
+
+
+def record_deadline(msg: Any, budget_ms: float, skew_ms: float, now: float) -> Deadline:
+    """The deadline of a consumed confluent_kafka.Message from its header alone (no payload work)."""
+    value: str | None = None
+    for key, raw in msg.headers() or ():
+        if key == h.DEADLINE_MS:
+            value = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+    _, ts = msg.timestamp()
+    return Deadline(stamp(value, int(ts) if ts and ts > 0 else int(now), budget_ms, skew_ms, now))

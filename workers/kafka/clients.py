@@ -1,0 +1,60 @@
+"""librdkafka configuration of a stage worker's consumer and producer.
+
+The keys that make the worker at-least-once are set last, so an `extra` escape-hatch key from
+the settings cannot switch them off: offsets are *stored* by the worker only after the batch's
+outputs are delivered (`enable.auto.offset.store=false`), and auto-commit commits only stored
+offsets. The producer is idempotent with `acks=all`, so a retried send never duplicates.
+"""
+
+from __future__ import annotations
+
+from workers.config.settings import OntimeSettings
+
+ConfigDict = dict[str, str | int | float | bool]
+
+# Only the classic group protocol knows these; with KIP-848 the broker assigns partitions and
+# owns the session timeout, and librdkafka refuses them.
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+AUTO_COMMIT_INTERVAL_MS = 1000
+FETCH_WAIT_MAX_MS = 5
+
+
+def consumer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
+    """Consumer of `stage`'s input topic in the stage's own group (`ontime.P.<stage>`)."""
+    worker = settings.worker
+    conf: ConfigDict = {
+        "client.id": f"ontime-{settings.pipeline.name}-{stage}",
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": worker.max_poll_interval_ms,
+        "session.timeout.ms": worker.session_timeout_ms,
+        "partition.assignment.strategy": "cooperative-sticky",
+        # Low latency beats fetch efficiency here: a frame must not wait for a fuller fetch.
+        "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
+        "auto.commit.interval.ms": AUTO_COMMIT_INTERVAL_MS,
+    }
+    conf.update(settings.kafka.as_librdkafka_dict())
+    conf.update(
+        {
+            "group.id": settings.pipeline.group_id(stage),
+            "group.protocol": settings.kafka.group_protocol,
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": True,
+        }
+    )
+    if settings.kafka.group_protocol == "consumer":
+        for key in _CLASSIC_ONLY:
+            conf.pop(key, None)
+    return conf
+
+
+def producer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
+    """Idempotent producer of a stage's outputs (results, late and dead letters)."""
+    conf: ConfigDict = {
+        "client.id": f"ontime-{settings.pipeline.name}-{stage}-producer",
+        "linger.ms": 1,
+        "compression.type": "lz4",
+    }
+    conf.update(settings.kafka.as_librdkafka_dict())
+    conf.update({"enable.idempotence": True, "acks": "all"})
+    return conf

@@ -1,0 +1,554 @@
+"""`StageWorker`: the Kafka loop of one stage (or an in-process chain of stages), at-least-once.
+
+One turn of the loop, top to bottom:
+
+    take a batch of records → envelopes (an unreadable record goes to the DLQ)
+    → compute the stages in a worker thread while this thread keeps the consumer polled
+    → produce every outcome (emit → next topic, late → P.late, dlq → P.dlq, key = device id)
+    → wait until every produced record is delivered
+    → only then store the batch's offsets (auto-commit commits stored offsets only)
+
+A failed delivery stops the worker without storing, so nothing is ever lost; a crash anywhere
+means the new owner of the partition reprocesses from the last committed offset (duplicates
+are possible, loss is not). Partitions revoked while a batch is in flight are settled and
+committed inside the revoke callback, before the partition moves; lost partitions are dropped
+without a commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from workers.config.settings import OntimeSettings
+from workers.deadlines.batcher import DeadlineBatcher, record_deadline
+from workers.errors import OntimeError
+from workers.kafka.clients import consumer_config, producer_config
+from workers.messages.deadline import Deadline, now_ms
+from workers.messages.envelope import Envelope, Source
+from workers.messages.headers import CONTENT_TYPE, ID, HeaderList, as_dict
+from workers.messages.outcome import Outcome
+from workers.stages.chain import Routed, check_order, run_chain
+from workers.stages.stage import Stage
+from workers.telemetry.hooks import NOOP, Telemetry
+from workers.telemetry.logs import event
+
+log = logging.getLogger("ontime.worker")
+
+TP = tuple[str, int]
+
+# A batch that computes longer than this gets its partitions paused and the consumer polled
+# while it runs. Not every batch: pausing purges librdkafka's prefetched records, and refetching
+# them after every millisecond-long batch would cost more latency than it saves.
+PAUSE_AFTER_S = 0.2
+COMPUTE_POLL_S = 0.05
+LAG_EVERY_S = 5.0
+DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+class DeliveryFailed(OntimeError):
+    """A produced record was not acknowledged; its input offsets are not stored."""
+
+
+class Abandoned(OntimeError):
+    """A second stop signal cut the batch in hand short; its offsets are not stored."""
+
+
+@dataclass(slots=True)
+class InFlight:
+    """The batch in hand: records taken, envelopes built, and the compute running on them."""
+
+    records: list[Source]
+    envelopes: list[Envelope]
+    rejected: list[Routed]
+    future: Future[list[Routed]] | None = None
+    settled: bool = False
+    lost: set[TP] = field(default_factory=set)
+
+
+class StageWorker:
+    """Consume the first stage's input topic, run `stages`, produce to the last stage's output."""
+
+    def __init__(
+        self,
+        settings: OntimeSettings,
+        stages: Sequence[Stage],
+        telemetry: Telemetry = NOOP,
+        *,
+        lag_every_s: float = LAG_EVERY_S,
+    ) -> None:
+        if not stages:
+            raise ValueError("a worker needs at least one stage")
+        check_order([s.name for s in stages])
+        self.settings = settings
+        self.pipeline = settings.pipeline
+        self.stages = list(stages)
+        self.telemetry = telemetry
+        self.name = ",".join(s.name for s in stages)
+        first = stages[0].name
+        self.input_topic = self.pipeline.input_topic(first)
+        self.output_topic = self.pipeline.output_topic(stages[-1].name)
+        self.batch = self.pipeline.stages[first].batch  # type: ignore[index]
+        # infer closes its batches by its members' deadlines (workers/batcher.py), not a fixed wait
+        self._batcher: DeadlineBatcher[Message] | None = None
+        if first == "infer":
+            self._batcher = DeadlineBatcher(
+                budget=stages[0].budget,
+                costs=stages[0].planning_costs(),
+                max_size=self.batch.max_size,
+                max_wait_ms=self.batch.max_wait_ms,
+            )
+        self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
+        self.producer = Producer({**producer_config(settings, first), "error_cb": self._on_error})
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{first}-compute")
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._owned: set[TP] = set()
+        self._early: list[Message] = []  # records poll() returned while a batch was computing
+        self._in_flight: InFlight | None = None
+        self._stored: dict[TP, int] = {}
+        self._last_seen_ms: dict[TP, int] = {}
+        self._lag_due = 0.0
+        self._lag_every_s = lag_every_s
+        self._errors_logged: dict[int, float] = {}
+        self.counts = {"emit": 0, "late": 0, "dlq": 0}
+        self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until `stop()`; raises DeliveryFailed (after leaving the group) if Kafka refuses."""
+        self._warm_up()
+        for stage in self.stages:
+            self.telemetry.started(self.pipeline.name, stage.name)
+        event(
+            log,
+            "started",
+            pipeline=self.pipeline.name,
+            stage=self.name,
+            input=self.input_topic,
+            output=self.output_topic,
+            group=self.pipeline.group_id(self.stages[0].name),
+            models=",".join(s.model.identity[:48] for s in self.stages),
+        )
+        self.consumer.subscribe(
+            [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            while not self._stopping.is_set():
+                self._turn()
+        except Abandoned:
+            event(log, "batch-abandoned", logging.WARNING, stage=self.name, reason="second stop signal")
+        except DeliveryFailed as exc:
+            event(log, "delivery-failed", logging.ERROR, stage=self.name, error=str(exc))
+            raise
+        finally:
+            self._close()
+
+    def stop(self, hurry: bool = False) -> None:
+        """Finish the batch in hand, then leave; `hurry` drops it undelivered and unstored instead."""
+        if hurry:
+            self._hurry.set()
+        self._stopping.set()
+
+    # -- one turn of the loop ----------------------------------------------------------------
+    def _turn(self) -> None:
+        self.telemetry.poll_turned()
+        records = self._take_records()
+        self._report_lag(records)
+        if not records:
+            return
+        batch = self._open(records)
+        self._in_flight = batch
+        try:
+            routed = self._compute(batch)
+            if not batch.settled:  # a revoke callback may have settled it already
+                self._settle(batch, routed)
+        finally:
+            self._in_flight = None
+
+    def _take_records(self) -> list[Message]:
+        """Up to `batch.max_size` records: wait for the first, then at most `max_wait_ms` for more."""
+        size = self.batch.max_size
+        taken, self._early = self._early[:size], self._early[size:]
+        if not taken:
+            first = self.consumer.poll(self.settings.worker.poll_timeout_ms / 1000.0)
+            if first is None:
+                return []
+            taken = [first]
+        if self._batcher is not None:
+            taken = self._fill_by_deadline(self._batcher, taken)
+        elif len(taken) < size:
+            taken += self.consumer.consume(
+                num_messages=size - len(taken), timeout=self.batch.max_wait_ms / 1000
+            )
+        return [m for m in taken if self._readable(m)]
+
+    def _fill_by_deadline(self, batcher: DeadlineBatcher[Message], taken: list[Message]) -> list[Message]:
+        """Take more records until the batch is full or its most urgent member must start.
+
+        Waits in short slices so a newly arrived, more urgent record can pull the close earlier.
+        The stage sheds members that can no longer make it right before the run.
+        """
+        budget, skew = self.pipeline.budget_ms, self.pipeline.max_clock_skew_ms
+        try:
+            for msg in taken:
+                batcher.add(msg, record_deadline(msg, budget, skew, now_ms()))
+            while not batcher.due() and not batcher.full():
+                wait_s = min(batcher.wait_ms(), DEADLINE_SLICE_MS) / 1000.0
+                more = batcher.max_size - len(batcher)
+                for msg in self.consumer.consume(num_messages=more, timeout=wait_s):
+                    batcher.add(msg, record_deadline(msg, budget, skew, now_ms()))
+        finally:
+            taken = batcher.drain()
+        return taken
+
+    def _readable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            self._on_error(err)
+        return False
+
+    def _open(self, records: list[Message]) -> InFlight:
+        """Envelopes of the records; a record no envelope can be built from goes to the DLQ."""
+        taken = now_ms()
+        sources: list[Source] = []
+        envelopes: list[Envelope] = []
+        rejected: list[Routed] = []
+        first = self.stages[0].name
+        for msg in records:
+            try:
+                env = Envelope.from_record(
+                    msg,
+                    budget_ms=self.pipeline.budget_ms,
+                    skew_ms=self.pipeline.max_clock_skew_ms,
+                    taken_ms=taken,
+                )
+            except Exception as exc:  # any header a device could garble: never crash on input
+                env = _unreadable(msg, taken)
+                rejected.append(Routed(first, Outcome("dlq", env, "poison", f"unreadable record: {exc}")))
+            else:
+                envelopes.append(env)
+            assert env.source is not None
+            sources.append(env.source)
+            self._last_seen_ms[(env.source.topic, env.source.partition)] = env.source.timestamp_ms
+        self.telemetry.taken(self.input_topic, envelopes)
+        return InFlight(sources, envelopes, rejected)
+
+    def _compute(self, batch: InFlight) -> list[Routed]:
+        """Run the stages in the compute thread; poll the consumer if it takes long."""
+        if not batch.envelopes:
+            return list(batch.rejected)
+        future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
+        batch.future = future
+        try:
+            return [*batch.rejected, *future.result(timeout=PAUSE_AFTER_S)]
+        except FutureTimeout:
+            pass
+        paused = self.consumer.assignment()
+        if paused:
+            self.consumer.pause(paused)
+        event(
+            log, "batch-slow", logging.DEBUG, stage=self.name, size=len(batch.envelopes), paused=len(paused)
+        )
+        try:
+            while True:
+                try:
+                    return [*batch.rejected, *future.result(timeout=COMPUTE_POLL_S)]
+                except FutureTimeout:
+                    pass
+                if self._hurry.is_set():
+                    raise Abandoned("stop requested twice")
+                # Serves rebalance callbacks and keeps max.poll.interval.ms from expiring.
+                msg = self.consumer.poll(0)
+                if msg is not None:
+                    self._early.append(msg)
+                self.telemetry.poll_turned()
+        finally:
+            keep = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            resume = [tp for tp in paused if (tp.topic, tp.partition) in keep]
+            if resume:
+                self.consumer.resume(resume)
+
+    def _settle(self, batch: InFlight, routed: list[Routed]) -> None:
+        """Produce the outcomes, wait for delivery, then store the batch's offsets."""
+        batch.settled = True
+        gone = batch.lost | {
+            (r.topic, r.partition) for r in batch.records if (r.topic, r.partition) not in self._owned
+        }
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(f"{msg.topic()}: {err.str()}")
+
+        kept: list[Outcome] = []
+        for item in routed:
+            env = item.outcome.envelope
+            if env.source is not None and (env.source.topic, env.source.partition) in gone:
+                continue  # the partition's new owner reprocesses this record
+            topic = self._topic_of(item)
+            self.telemetry.producing(env, topic)  # a tracer injects its context into env.trace here
+            self._produce(topic, env.key, env.payload, self._headers_of(item), delivered)
+            kept.append(item.outcome)
+            self.counts[item.outcome.kind] += 1
+        self._wait_delivered(failures)
+        self._store([r for r in batch.records if (r.topic, r.partition) not in gone])
+        self.telemetry.settled(kept)
+
+    def _topic_of(self, item: Routed) -> str:
+        kind = item.outcome.kind
+        if kind == "emit":
+            return self.output_topic
+        return self.pipeline.topics.late if kind == "late" else self.pipeline.topics.dlq
+
+    def _headers_of(self, item: Routed) -> HeaderList:
+        """Late and dlq records keep the payload the stage received and say why and from where."""
+        outcome = item.outcome
+        if outcome.kind == "emit":
+            return outcome.envelope.headers()
+        event(
+            log, outcome.kind, logging.DEBUG, stage=item.stage, id=outcome.envelope.id, reason=outcome.reason
+        )
+        return outcome.envelope.error_headers(item.stage, outcome.reason, outcome.detail)
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: HeaderList, callback: Any
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=callback,
+                )
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self.producer.poll(0.05)
+
+    def _wait_delivered(self, failures: list[str]) -> None:
+        """Block until every record produced so far is acknowledged (or fail loudly)."""
+        deadline = time.monotonic() + self.settings.worker.flush_timeout_s
+        while self.producer.flush(0.1) > 0:
+            if self._hurry.is_set():
+                raise Abandoned("stop requested twice while delivering")
+            if time.monotonic() > deadline:
+                raise DeliveryFailed(
+                    f"{len(self.producer)} records undelivered after {self.settings.worker.flush_timeout_s} s"
+                )
+        if failures:
+            raise DeliveryFailed(f"{len(failures)} records not delivered, first: {failures[0]}")
+
+    def _store(self, records: list[Source]) -> None:
+        """Store offset+1 of the newest settled record per partition (auto-commit sends them)."""
+        newest: dict[TP, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            newest[tp] = max(newest.get(tp, -1), r.offset + 1)
+        if not newest:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in newest.items()]
+        try:
+            self.consumer.store_offsets(offsets=offsets)
+        except KafkaException as exc:  # partition revoked in between: its new owner reprocesses
+            event(log, "store-failed", logging.WARNING, stage=self.name, error=str(exc))
+            return
+        self._stored.update(newest)
+
+    # -- rebalance callbacks (run inside poll/consume/close, on this thread) ------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        event(log, "assigned", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
+        self.telemetry.assignment(sorted(self._owned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Settle the batch in hand and commit before the revoked partitions move on."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        batch = self._in_flight
+        mid_batch = (
+            batch is not None
+            and not batch.settled
+            and batch.future is not None
+            and any((r.topic, r.partition) in revoked for r in batch.records)
+        )
+        if mid_batch:
+            assert batch is not None and batch.future is not None
+            self._settle(batch, [*batch.rejected, *batch.future.result()])
+            self.revoked_mid_batch += 1
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items() if (t, p) in revoked]
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
+        self._forget(revoked)
+        event(
+            log,
+            "revoked",
+            stage=self.name,
+            partitions=_names(partitions),
+            owned=len(self._owned),
+            mid_batch=mid_batch,
+        )
+        self.telemetry.assignment(sorted(self._owned))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group moved on without us: nothing of these partitions may be stored any more."""
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        if self._in_flight is not None:
+            self._in_flight.lost |= lost
+        self._forget(lost)
+        event(log, "lost", logging.WARNING, stage=self.name, partitions=_names(partitions))
+        self.telemetry.assignment(sorted(self._owned))
+
+    def _forget(self, partitions: set[TP]) -> None:
+        self._owned -= partitions
+        self._early = [m for m in self._early if _where(m)[0] not in partitions]
+        for tp in partitions:
+            self._stored.pop(tp, None)
+            self._last_seen_ms.pop(tp, None)
+
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's client-level errors: logged once per code and minute; fatal ones stop us."""
+        if err.fatal():
+            event(log, "kafka-fatal", logging.ERROR, stage=self.name, error=err.str())
+            self.stop()
+            return
+        last = self._errors_logged.get(err.code(), 0.0)
+        if time.monotonic() - last > 60.0:
+            self._errors_logged[err.code()] = time.monotonic()
+            event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str())
+
+    # -- lag ---------------------------------------------------------------------------------
+    def _report_lag(self, in_hand: list[Message]) -> None:
+        """Every few seconds: lag per partition and the age of its oldest unsettled record.
+
+        The age is exact for partitions with records in hand; for a partition with lag but
+        nothing in hand it is bounded by the newest record taken from it (the next one is at
+        most that old).
+        """
+        if type(self.telemetry).lag is Telemetry.lag or time.monotonic() < self._lag_due:
+            return
+        self._lag_due = time.monotonic() + self._lag_every_s
+        oldest: dict[TP, tuple[int, int]] = {}
+        for msg in [*in_hand, *self._early]:
+            tp, offset = _where(msg)
+            if tp not in oldest or offset < oldest[tp][0]:
+                oldest[tp] = (offset, msg.timestamp()[1])
+        now = now_ms()
+        for part in self.consumer.assignment():
+            key = (str(part.topic), int(part.partition))
+            try:
+                # Every fetch response carries the high watermark: read librdkafka's copy, and
+                # ask the broker only for a partition not fetched yet.
+                watermarks = self.consumer.get_watermark_offsets(part, cached=True)
+                if not watermarks or watermarks[1] < 0:
+                    watermarks = self.consumer.get_watermark_offsets(part, timeout=1.0, cached=False)
+                (position,) = self.consumer.position([part])
+            except KafkaException:
+                continue
+            high = watermarks[1] if watermarks else 0
+            if key in oldest:
+                next_offset, ts = oldest[key]
+            else:
+                next_offset, ts = int(position.offset), self._last_seen_ms.get(key, 0)
+                if next_offset < 0:
+                    next_offset = self._committed(part)
+            lag = max(0, high - next_offset) if next_offset >= 0 else max(0, high)
+            if lag == 0:
+                age: float | None = 0.0
+            else:
+                age = max(0.0, now - ts) if ts > 0 else None
+            self.telemetry.lag(key[0], key[1], lag, age)
+
+    def _committed(self, tp: TopicPartition) -> int:
+        try:
+            (committed,) = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=1.0)
+        except KafkaException:
+            return -1
+        return int(committed.offset)
+
+    # -- start and stop ----------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """One inference per model on zeros, so the first real batch pays no lazy initialisation."""
+        for stage in self.stages:
+            spec = stage.model.session.get_inputs()[0]
+            shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+            dtype = _ORT_DTYPES.get(spec.type, np.float32)
+            stage.model.run({spec.name: np.zeros(shape, dtype=dtype)})
+
+    def _close(self) -> None:
+        """Commit what was stored, leave the group, and make sure the producer is empty."""
+        try:
+            if self._stored and not self._hurry.is_set():
+                offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items()]
+                try:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                except KafkaException as exc:
+                    event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
+            self.consumer.close()
+        finally:
+            left = self.producer.flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
+            # Release the producer's connections now, not whenever this object is collected.
+            self.producer.close()
+            self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
+            event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
+            self.telemetry.stopped()
+
+
+def install_signal_handlers(worker: StageWorker) -> None:
+    """SIGTERM/SIGINT: finish the batch in hand and leave; a second signal leaves at once."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        hurry = len(received) > 1
+        event(log, "stopping", stage=worker.name, signal=signal.Signals(signum).name, hurry=hurry)
+        worker.stop(hurry=hurry)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _unreadable(msg: Message, taken_ms: float) -> Envelope:
+    """The least envelope of a record whose headers could not be read, for its DLQ copy."""
+    try:
+        hd = as_dict(msg.headers())  # type: ignore[arg-type]
+    except Exception:
+        hd = {}
+    ts = msg.timestamp()[1]
+    (topic, partition), offset = _where(msg)
+    return Envelope(
+        id=hd.get(ID, ""),
+        key=msg.key(),
+        payload=msg.value(),
+        content_type=hd.get(CONTENT_TYPE, ""),
+        deadline=Deadline(0),
+        captured_ms=None,
+        taken_ms=taken_ms,
+        source=Source(topic, partition, offset, int(ts) if ts > 0 else int(taken_ms)),
+    )
+
+
+def _where(msg: Message) -> tuple[TP, int]:
+    """(topic, partition) and offset of a consumed record."""
+    return (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)

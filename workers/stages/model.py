@@ -1,0 +1,76 @@
+"""Loading a model variant for serving: checksum first, then one onnxruntime session.
+
+The file is read once, hashed, and the same bytes are handed to onnxruntime, so what runs is
+exactly what was verified against its card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from schemas.card import ModelCard
+from workers.config.spec import MODELS_DIR
+from workers.errors import ModelError
+
+
+def variant_dir(ref: str, root: Path = MODELS_DIR) -> Path:
+    """`acoustic/classifier` → models/acoustic/classifier."""
+    return root / ref
+
+
+def load_verified(ref: str, root: Path = MODELS_DIR) -> tuple[ModelCard, bytes]:
+    """Card and file bytes of `ref`; raises ModelError if missing or the sha256 differs."""
+    directory = variant_dir(ref, root)
+    try:
+        card = ModelCard.load(directory)
+        blob = (directory / card.file).read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"model {ref}: {exc.filename} not found") from None
+    except ValueError as exc:
+        raise ModelError(f"model {ref}: card.json is invalid: {exc}") from None
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != card.sha256:
+        raise ModelError(
+            f"model {ref}: sha256 of {card.file} is {actual}, its card says {card.sha256}; refusing to load"
+        )
+    return card, blob
+
+
+class OnnxModel:
+    """One verified model variant and its onnxruntime session."""
+
+    def __init__(self, ref: str, threads: int = 1, root: Path = MODELS_DIR) -> None:
+        self.ref = ref
+        self.card, blob = load_verified(ref, root)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"model {ref}: onnxruntime cannot load it: {exc}") from exc
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def identity(self) -> str:
+        """`name:version:sha256`, carried in the `ontime-model` header."""
+        return f"{self.card.name}:{self.card.version}:{self.card.sha256}"
+
+    def input_shape(self, name: str | None = None) -> tuple[int | None, ...]:
+        """Declared shape of an input, dynamic axes as None."""
+        spec = (
+            self.session.get_inputs()[0]
+            if name is None
+            else next(i for i in self.session.get_inputs() if i.name == name)
+        )
+        return tuple(d if isinstance(d, int) else None for d in spec.shape)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outputs, strict=True))

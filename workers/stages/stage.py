@@ -1,0 +1,392 @@
+"""The three stage computations, free of Kafka: envelopes in, outcomes out.
+
+`Stage.process` is what both the Kafka worker and the in-process chain call; it decides per
+message whether it is emitted downstream, routed late, or dead-lettered, and never raises for a
+bad message. In order, for one batch:
+
+1. admission (headers only, no compute): members that cannot finish in time are shed to `P.late`
+   (`expired`, `insufficient-budget`); when the primary model would miss but the fallback fits,
+   the most urgent members run on the fallback and answer `degraded` (see workers/shedding.py);
+2. decode: undecodable members go to `P.dlq`;
+3. cache (when enabled): identical inputs already answered by the primary are served as is;
+4. gate (when configured): a tiny model answers alone where it is confident enough;
+5. the model runs once per variant on its group; each run feeds that variant's cost model;
+6. encode; a member that finished past its deadline anyway goes to `P.late` as `missed`.
+
+With `late_policy: deliver` nothing is shed: members that would miss run on the cheapest variant
+and carry status `late` through to the result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from schemas.results import ModelRef, Result, Score, StageLatency
+from workers.config.spec import MODELS_DIR, PipelineSpec
+from workers.deadlines.admission import Costs, plan
+from workers.deadlines.budget import StageBudget
+from workers.deadlines.costs import CostModel, Line
+from workers.errors import BadSamples, BadShape, ModelError, PoisonMessage
+from workers.messages import codec
+from workers.messages.deadline import Clock, now_ms
+from workers.messages.envelope import Envelope
+from workers.messages.frames import decode_pcm
+from workers.messages.headers import StageTime
+from workers.messages.outcome import Outcome, Status, worse
+from workers.stages.cache import ResultCache, content_key
+from workers.stages.model import OnnxModel
+from workers.telemetry.hooks import NOOP, Telemetry
+
+Row = dict[str, np.ndarray]
+
+
+class Stage:
+    """Decode each message, run the stage's model on the batch, encode each output."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        pipeline: PipelineSpec,
+        model: OnnxModel,
+        *,
+        fallback: OnnxModel | None = None,
+        gate: OnnxModel | None = None,
+        clock: Clock = now_ms,
+    ) -> None:
+        self.pipeline = pipeline
+        self.spec = pipeline.stages[self.name]  # type: ignore[index]
+        self.model = model
+        self.fallback = fallback
+        self.gate = gate
+        self.input_name = model.input_names[0]
+        for other in (fallback, gate):
+            if (
+                other is not None
+                and other.input_shape(other.input_names[0])[1:] != model.input_shape(self.input_name)[1:]
+            ):
+                raise ModelError(f"{self.name}: {other.ref} takes a different input than {model.ref}")
+        self.budget = StageBudget.of(pipeline, self.name)
+        self.clock = clock
+        self.costs = {
+            "primary": CostModel(),
+            "fallback": CostModel(),
+            "gate": CostModel(),
+            "overhead": CostModel(),
+        }
+        self.cache: ResultCache[Row] | None = (
+            ResultCache(self.spec.cache.max_entries, self.spec.cache.ttl_ms, clock)
+            if self.spec.cache.enabled
+            else None
+        )
+        self.rows_by_variant: Counter[str] = Counter()
+        self.shed: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+
+    @property
+    def model_rows_run(self) -> int:
+        """Rows handed to any model of this stage: shed frames never add to it."""
+        return sum(self.rows_by_variant.values())
+
+    def planning_costs(self) -> Costs:
+        """What a batch of n costs on each path, from the learned cost models."""
+        primary = self.costs["primary"].cost_ms
+        if self.gate is not None:
+            gate = self.costs["gate"].cost_ms
+
+            def primary_after_gate(n: int) -> float:
+                return gate(n) + self.costs["primary"].cost_ms(n)
+
+            primary = primary_after_gate
+        return Costs(
+            primary=primary,
+            fallback=self.costs["fallback"].cost_ms if self.fallback is not None else None,
+            overhead=self.costs["overhead"].cost_ms,
+        )
+
+    def warm_up(self, rounds: int = 3) -> None:
+        """Run every model on zeros at batch 1 and the largest batch; the timings become the priors."""
+        top = self.spec.batch.max_size
+        for key, model in (("primary", self.model), ("fallback", self.fallback), ("gate", self.gate)):
+            if model is None:
+                continue
+            timings: dict[int, float] = {}
+            for n in (1, top):
+                feed = {self.input_name: _zeros(model, n)}
+                runs = []
+                for _ in range(rounds + 1):
+                    started = time.perf_counter()
+                    model.run(feed)
+                    runs.append((time.perf_counter() - started) * 1000.0)
+                timings[n] = float(np.median(runs[1:]))
+            per_item = max(0.0, (timings[top] - timings[1]) / (top - 1)) if top > 1 else 0.0
+            intercept = max(0.0, timings[1] - per_item)
+            # A cold prior is a guess: plan with twice the warm-up median until real runs replace it.
+            self.costs[key].set_prior(Line(intercept, per_item, tail_ms=intercept + per_item))
+        self.costs["overhead"].set_prior(Line(0.1, 0.05, tail_ms=0.2))
+
+    def decode(self, env: Envelope) -> np.ndarray:
+        """One message's model input with a leading batch axis of 1; raises PoisonMessage."""
+        array = codec.decode_tensor(env.payload, env.content_type)
+        want = self.model.input_shape(self.input_name)[1:]
+        if (
+            array.ndim != len(want) + 1
+            or array.shape[0] != 1
+            or any(w is not None and w != a for w, a in zip(want, array.shape[1:], strict=True))
+        ):
+            raise BadShape(f"tensor shape {array.shape} does not fit model input (1, {want})")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise BadSamples("tensor has NaN/Inf values")
+        return array
+
+    def encode(
+        self, env: Envelope, row: Row, timing: StageTime, model: OnnxModel, status: Status
+    ) -> Envelope:
+        """The downstream envelope for one output row (each array keeps a batch axis of 1)."""
+        payload, content_type = codec.encode_tensor(row[model.output_names[0]])
+        return env.forward(payload, content_type, timing, status=status)
+
+    def process(self, batch: list[Envelope], telemetry: Telemetry = NOOP) -> list[Outcome]:
+        """Outcomes aligned with `batch`: shed → late, undecodable → dlq, the rest run."""
+        started = time.perf_counter()
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        status: list[Status] = [worse(e.status, "ok") for e in batch]
+        groups: dict[str, list[tuple[int, np.ndarray]]] = {"primary": [], "fallback": []}
+        with telemetry.phase("decode", batch):
+            decided = plan([e.deadline for e in batch], self.clock(), self.budget, self.planning_costs())
+            route = {i: "primary" for i in decided.primary} | {i: "fallback" for i in decided.fallback}
+            for s in decided.shed:
+                if self.pipeline.late_policy == "route":
+                    outcomes[s.index] = Outcome("late", batch[s.index], s.reason, s.detail(self.name))
+                    self.shed[s.reason] += 1
+                else:
+                    route[s.index] = "fallback" if self.fallback is not None else "primary"
+                    status[s.index] = "late"
+            for i in sorted(route):
+                if route[i] == "fallback":
+                    status[i] = worse(status[i], "degraded")
+                try:
+                    groups[route[i]].append((i, self.decode(batch[i])))
+                except PoisonMessage as exc:
+                    outcomes[i] = Outcome("dlq", batch[i], exc.reason, exc.detail)
+        rows: dict[int, tuple[Row, OnnxModel]] = {}
+        keys: dict[int, bytes] = {}
+        if self.cache is not None and groups["primary"]:
+            self._from_cache(batch, groups, rows, keys, telemetry)
+        if self.gate is not None and groups["primary"]:
+            self._gate(batch, groups, rows, telemetry)
+        model_ms = 0.0
+        for key, model in (("fallback", self.fallback), ("primary", self.model)):
+            members = groups[key]
+            if not members or model is None:
+                continue
+            envs = [batch[i] for i, _ in members]
+            t0 = time.perf_counter()
+            with telemetry.phase("infer", envs, batch_size=len(members), model=model.identity, variant=key):
+                out = self._run(model, [a for _, a in members])
+            took = (time.perf_counter() - t0) * 1000.0
+            model_ms += took
+            self.costs[key].observe(len(members), took)
+            self.rows_by_variant[key] += len(members)
+            for (i, _), row in zip(members, out, strict=True):
+                rows[i] = (row, model)
+                if key == "primary" and i in keys and self.cache is not None:
+                    self.cache.put(keys[i], row)
+        compute_ms = (time.perf_counter() - started) * 1000.0
+        members_out = [batch[i] for i in rows]
+        with telemetry.phase("encode", members_out):
+            for i, (row, model) in sorted(rows.items()):
+                env = batch[i]
+                timing = StageTime(self.name, env.queue_ms(), compute_ms)
+                outcomes[i] = Outcome("emit", self.encode(env, row, timing, model, status[i]))
+        self._check_missed(batch, outcomes, status)
+        if rows:
+            total_ms = (time.perf_counter() - started) * 1000.0
+            self.costs["overhead"].observe(len(rows), max(0.0, total_ms - model_ms))
+        done = [o for o in outcomes if o is not None]
+        for o in done:
+            self.answered[o.envelope.status if o.kind == "emit" else o.kind] += 1
+        telemetry.computed(batch, done, compute_ms)
+        return done
+
+    def _from_cache(
+        self,
+        batch: list[Envelope],
+        groups: dict[str, list[tuple[int, np.ndarray]]],
+        rows: dict[int, tuple[Row, OnnxModel]],
+        keys: dict[int, bytes],
+        telemetry: Telemetry,
+    ) -> None:
+        assert self.cache is not None
+        misses: list[tuple[int, np.ndarray]] = []
+        hits: list[Envelope] = []
+        for i, array in groups["primary"]:
+            env = batch[i]
+            keys[i] = content_key(env.payload, env.content_type, self.model.identity)
+            cached = self.cache.get(keys[i])
+            if cached is None:
+                misses.append((i, array))
+            else:
+                rows[i] = (cached, self.model)
+                hits.append(env)
+        with telemetry.phase("cache", hits, hits=len(hits), misses=len(misses)):
+            groups["primary"] = misses
+
+    def _gate(
+        self,
+        batch: list[Envelope],
+        groups: dict[str, list[tuple[int, np.ndarray]]],
+        rows: dict[int, tuple[Row, OnnxModel]],
+        telemetry: Telemetry,
+    ) -> None:
+        """Early exit: the gate answers where its top probability reaches the threshold."""
+        assert self.gate is not None and self.spec.gate is not None
+        members = groups["primary"]
+        envs = [batch[i] for i, _ in members]
+        t0 = time.perf_counter()
+        with telemetry.phase(
+            "infer", envs, batch_size=len(members), model=self.gate.identity, variant="gate"
+        ):
+            out = self._run(self.gate, [a for _, a in members])
+        self.costs["gate"].observe(len(members), (time.perf_counter() - t0) * 1000.0)
+        self.rows_by_variant["gate"] += len(members)
+        rest: list[tuple[int, np.ndarray]] = []
+        for (i, array), row in zip(members, out, strict=True):
+            if _top_probability(row[self.gate.output_names[0]]) >= self.spec.gate.threshold:
+                rows[i] = (row, self.gate)
+            else:
+                rest.append((i, array))
+        groups["primary"] = rest
+
+    def _check_missed(
+        self, batch: list[Envelope], outcomes: list[Outcome | None], status: list[Status]
+    ) -> None:
+        """A member that finished past its deadline is late, whatever the plan said."""
+        now = self.clock()
+        for i, outcome in enumerate(outcomes):
+            if outcome is None or outcome.kind != "emit" or not batch[i].deadline.expired(now):
+                continue
+            over = -batch[i].deadline.remaining_ms(now)
+            if self.pipeline.late_policy == "route":
+                detail = f"overrun_ms={over:.1f}; finished {self.name} {over:.1f} ms after the deadline"
+                outcomes[i] = Outcome("late", batch[i], "missed", detail)
+                self.shed["missed"] += 1
+            elif status[i] != "late":
+                status[i] = "late"
+                outcomes[i] = Outcome("emit", self._mark_late(outcome.envelope))
+
+    def _mark_late(self, env: Envelope) -> Envelope:
+        env.status = "late"
+        return env
+
+    def _run(self, model: OnnxModel, arrays: list[np.ndarray]) -> list[Row]:
+        stacked = np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
+        out = model.run({self.input_name: stacked})
+        return [{k: v[i : i + 1] for k, v in out.items()} for i in range(len(arrays))]
+
+
+def _zeros(model: OnnxModel, n: int) -> np.ndarray:
+    spec = model.session.get_inputs()[0]
+    shape = [n, *(d if isinstance(d, int) else 1 for d in spec.shape[1:])]
+    dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int16)": np.int16}.get(
+        spec.type, np.float32
+    )
+    return np.zeros(shape, dtype=dtype)
+
+
+def _top_probability(logits: np.ndarray) -> float:
+    z = logits.astype(np.float64).ravel()
+    z = np.exp(z - z.max())
+    return float(z.max() / z.sum())
+
+
+class PreprocessStage(Stage):
+    """PCM frame → log-mel features (an ONNX graph)."""
+
+    name = "preprocess"
+
+    def decode(self, env: Envelope) -> np.ndarray:
+        return decode_pcm(env.payload, env.content_type, self.pipeline.frame)[None, :]
+
+
+class InferStage(Stage):
+    """Features → class logits with the serving model variant; stamps `ontime-model`."""
+
+    name = "infer"
+
+    def encode(
+        self, env: Envelope, row: Row, timing: StageTime, model: OnnxModel, status: Status
+    ) -> Envelope:
+        payload, content_type = codec.encode_tensor(row[model.output_names[0]])
+        return env.forward(payload, content_type, timing, model=model.identity, status=status)
+
+
+class PostprocessStage(Stage):
+    """Logits → calibrated probabilities, top-k and labels (an ONNX graph) → JSON result."""
+
+    name = "postprocess"
+
+    def encode(
+        self, env: Envelope, row: Row, timing: StageTime, model: OnnxModel, status: Status
+    ) -> Envelope:
+        labels = model.card.labels
+        top_index = row["top_index"][0]
+        top_prob = row["top_prob"][0]
+        top = [
+            Score(label=labels[int(i)], score=float(np.clip(p, 0.0, 1.0)))
+            for i, p in zip(top_index, top_prob, strict=True)
+        ]
+        name, version, sha = (env.model or "unknown:0:" + "0" * 64).split(":", 2)
+        completed = int(self.clock())
+        if completed > env.deadline.at_ms and self.pipeline.late_policy == "deliver":
+            status = "late"
+        result = Result(
+            id=env.id,
+            pipeline=self.pipeline.name,
+            device=env.key.decode("utf-8", errors="replace") if env.key else None,
+            label=top[0].label,
+            score=top[0].score,
+            top=top[: self.pipeline.top_k],
+            status=status,
+            model=ModelRef(name=name, version=version, sha256=sha),
+            captured_ms=env.captured_ms,
+            deadline_ms=int(env.deadline.at_ms),
+            completed_ms=completed,
+            stages=[
+                StageLatency(stage=t.stage, queue_ms=t.queue_ms, compute_ms=t.compute_ms)
+                for t in [*env.stage_times, timing]
+            ],
+        )
+        payload = json.dumps(result.model_dump(mode="json"), separators=(",", ":")).encode()
+        return env.forward(payload, codec.JSON_MIME, timing, status=status)
+
+
+STAGES: dict[str, type[Stage]] = {s.name: s for s in (PreprocessStage, InferStage, PostprocessStage)}
+
+
+def build_stage(
+    pipeline: PipelineSpec,
+    name: str,
+    *,
+    clock: Clock = now_ms,
+    warm: bool = True,
+    models_dir: Path = MODELS_DIR,
+) -> Stage:
+    """The stage `name` of `pipeline` with its models loaded (checksums verified) and warmed up."""
+    spec = pipeline.stages[name]  # type: ignore[index]
+    stage = STAGES[name](
+        pipeline,
+        OnnxModel(spec.model, threads=spec.threads, root=models_dir),
+        fallback=OnnxModel(spec.fallback, threads=spec.threads, root=models_dir) if spec.fallback else None,
+        gate=OnnxModel(spec.gate.model, threads=spec.threads, root=models_dir) if spec.gate else None,
+        clock=clock,
+    )
+    if warm:
+        stage.warm_up()
+    return stage

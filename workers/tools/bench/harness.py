@@ -1,0 +1,319 @@
+"""What a benchmark needs around the pipeline: a broker, private topics, worker processes, a
+collector of everything that comes out, and a probe of consumer lag.
+
+Benchmarks run the real thing — Kafka broker, one OS process per stage, real models — on topics
+and consumer groups of their own, so they never mix with a demo or another run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from workers.config.settings import KafkaSettings, OntimeSettings
+from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.errors import OntimeError
+from workers.localkafka.broker import LocalBroker, bootstrap_from_env, default_state_dir
+from workers.messages import headers as h
+from workers.messages.deadline import now_ms
+from workers.tools.processes import spawn_worker
+
+
+def _admin(settings: OntimeSettings) -> AdminClient:
+    conf: dict[str, str | int | float | bool] = {**settings.kafka.as_librdkafka_dict()}
+    return AdminClient(conf)
+
+
+class BenchError(OntimeError):
+    """The benchmark could not set up or run its pipeline."""
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """Bootstrap servers: the cluster in the environment, a running local broker, or one started here."""
+    external = bootstrap_from_env()
+    if external is not None:
+        yield external
+        return
+    local = LocalBroker(default_state_dir())
+    state = local.state()
+    if state is not None:
+        yield state.bootstrap
+        return
+    bootstrap = local.start()
+    try:
+        yield bootstrap
+    finally:
+        local.stop()
+
+
+def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **changes: Any) -> OntimeSettings:
+    """The pipeline under a fresh name: own topics (`<tag>-<id>.raw` …) and own consumer groups."""
+    data = settings.pipeline.model_dump(mode="json")
+    run = uuid.uuid4().hex[:8]
+    data["name"] = f"{tag}{run}"
+    data["topics"].update(
+        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq")}
+    )
+    data.update(changes)
+    return settings.model_copy(
+        update={
+            "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+            "pipeline": PipelineSpec.model_validate(data),
+        }
+    )
+
+
+def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
+    topics = settings.pipeline.topics
+    admin = _admin(settings)
+    # Results carry the broker's append time: when an answer was durably there for consumers,
+    # whatever the reading process was doing at that moment.
+    appended = {"message.timestamp.type": "LogAppendTime"}
+    new = [
+        NewTopic(
+            t, topics.partitions, topics.replication_factor, config=appended if t == topics.results else {}
+        )
+        for t in topics.all()
+    ]
+    for future in admin.create_topics(new, operation_timeout=timeout_s).values():
+        future.result(timeout=timeout_s)
+    give_up = time.monotonic() + timeout_s
+    while True:
+        meta = admin.list_topics(timeout=10).topics
+        if all(
+            t in meta
+            and len(meta[t].partitions) == topics.partitions
+            and all(p.leader >= 0 for p in meta[t].partitions.values())
+            for t in topics.all()
+        ):
+            return
+        if time.monotonic() > give_up:
+            raise BenchError(f"topics not ready after {timeout_s:.0f} s")
+        time.sleep(0.1)  # metadata has no readiness event
+
+
+def delete_topics(settings: OntimeSettings) -> None:
+    admin = _admin(settings)
+    for future in admin.delete_topics(settings.pipeline.topics.all(), operation_timeout=30).values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)
+
+
+def wait_assigned(
+    settings: OntimeSettings,
+    stages: Sequence[str],
+    timeout_s: float = 90.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Until each stage's consumer group has a member holding partitions (`check` may raise)."""
+    admin = _admin(settings)
+    spec = settings.pipeline
+    pending = {spec.group_id(s) for s in stages}
+    give_up = time.monotonic() + timeout_s
+    while pending:
+        if check is not None:
+            check()
+        for group, future in admin.describe_consumer_groups(list(pending), request_timeout=10).items():
+            with contextlib.suppress(Exception):  # a group that does not exist yet
+                members = future.result().members
+                if sum(len(m.assignment.topic_partitions) for m in members if m.assignment):
+                    pending.discard(group)
+        if pending and time.monotonic() > give_up:
+            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.25)  # group membership has no change notification
+
+
+@dataclass
+class WorkerProcess:
+    stage: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+class Workers:
+    """One `ontime worker --stage X` process per stage, on the pipeline written to `run_dir`."""
+
+    def __init__(self, settings: OntimeSettings, run_dir: Path) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.procs: list[WorkerProcess] = []
+
+    def start(self, ready_timeout_s: float = 90.0) -> None:
+        spec = self.settings.pipeline
+        path = self.run_dir / f"{spec.name}.yaml"
+        path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        bootstrap = self.settings.kafka.bootstrap_servers
+        for stage in STAGE_ORDER:
+            log = self.run_dir / f"{spec.name}-{stage}.log"
+            proc = spawn_worker(stage, str(path), bootstrap, log)
+            self.procs.append(WorkerProcess(stage, proc, log))
+        self._wait_ready(ready_timeout_s)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        wait_assigned(self.settings, STAGE_ORDER, timeout_s, self.check_alive)
+
+    def check_alive(self) -> None:
+        for w in self.procs:
+            code = w.proc.poll()
+            if code is not None:
+                tail = w.log.read_text(errors="replace").splitlines()[-20:]
+                raise BenchError(f"worker {w.stage} exited with {code}:\n" + "\n".join(tail))
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for w in self.procs:
+            if w.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.send_signal(signal.SIGTERM)
+        for w in self.procs:
+            try:
+                w.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=10)
+        self.procs = []
+
+
+@dataclass(slots=True)
+class Seen:
+    """One frame as it came out: where, when the collector got it, and what it said."""
+
+    kind: str  # result, late, dlq
+    received_ms: float
+    status: str = ""
+    reason: str = ""
+    stage: str = ""
+    captured_ms: int | None = None
+    deadline_ms: int | None = None
+    completed_ms: int | None = None
+    appended_ms: int | None = None  # broker append time of the result record
+    stages: tuple[tuple[str, float, float], ...] = ()  # (stage, queue_ms, compute_ms)
+
+
+class Collector:
+    """Reads P.results, P.late and P.dlq in a thread and keeps the latest word on every frame id."""
+
+    def __init__(self, settings: OntimeSettings) -> None:
+        topics = settings.pipeline.topics
+        self.topics = topics
+        self.consumer = Consumer(
+            {
+                **settings.kafka.as_librdkafka_dict(),
+                "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        self.consumer.subscribe([topics.results, topics.late, topics.dlq])
+        self.seen: dict[str, Seen] = {}
+        self.records = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.consumer.close()
+
+    def _run(self) -> None:
+        import json
+
+        while not self._stop.is_set():
+            # A short timeout: consume() holds a partial batch until it expires, which would
+            # count as end-to-end latency.
+            for msg in self.consumer.consume(num_messages=1000, timeout=0.002):
+                if msg.error():
+                    continue
+                received = now_ms()
+                hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
+                frame = hd.get(h.ID, "")
+                self.records += 1
+                if msg.topic() == self.topics.results:
+                    body = json.loads(msg.value() or b"{}")
+                    self.seen[frame] = Seen(
+                        "result",
+                        received,
+                        status=body.get("status", ""),
+                        captured_ms=body.get("captured_ms"),
+                        deadline_ms=body.get("deadline_ms"),
+                        completed_ms=body.get("completed_ms"),
+                        appended_ms=msg.timestamp()[1]
+                        if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME
+                        else None,
+                        stages=tuple(
+                            (t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])
+                        ),
+                    )
+                else:
+                    deadline = hd.get(h.DEADLINE_MS, "")
+                    self.seen[frame] = Seen(
+                        "late" if msg.topic() == self.topics.late else "dlq",
+                        received,
+                        reason=hd.get(h.ERROR_REASON, ""),
+                        stage=hd.get(h.ERROR_STAGE, ""),
+                        deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
+                    )
+
+    def accounted(self, ids: set[str]) -> int:
+        return sum(1 for i in ids if i in self.seen)
+
+
+class LagProbe:
+    """Committed-offset lag of each stage's consumer group on its input topic."""
+
+    def __init__(self, settings: OntimeSettings) -> None:
+        spec = settings.pipeline
+        self.parts = spec.topics.partitions
+        self.probes = {
+            stage: (
+                spec.input_topic(stage),
+                Consumer(
+                    {
+                        **settings.kafka.as_librdkafka_dict(),
+                        "group.id": spec.group_id(stage),  # only reads its commits, never joins
+                        "enable.auto.commit": False,
+                    }
+                ),
+            )
+            for stage in STAGE_ORDER
+        }
+
+    def lag(self) -> dict[str, int]:
+        """Per stage: records in its input topic not yet committed by its group."""
+        out: dict[str, int] = {}
+        for stage, (topic, consumer) in self.probes.items():
+            tps = [TopicPartition(topic, p) for p in range(self.parts)]
+            total = 0
+            try:
+                committed = consumer.committed(tps, timeout=10)
+                for tp in committed:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, tp.partition), timeout=10
+                    )
+                    total += high - (tp.offset if tp.offset >= 0 else low)
+            except KafkaException:
+                total = -1
+            out[stage] = total
+        return out
+
+    def close(self) -> None:
+        for _, consumer in self.probes.values():
+            consumer.close()

@@ -1,0 +1,616 @@
+"""`ontime demo`: the whole pipeline on one machine, watched live, ending with a summary.
+
+In order: find or start a broker → check the models → recreate the pipeline's topics (a fresh
+run, default names) → start preprocess, infer and postprocess as separate worker processes →
+wait until each holds partitions → run the simulated fleet while a reader tallies every
+result / late / dlq record into a live view → wait until every sent frame is accounted for →
+stop the workers with SIGTERM → print the summary and write the run's files. Everything the
+demo starts, it stops, including on ^C or an error; the broker only if the demo started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from workers.config.settings import OntimeSettings, load_settings
+from workers.config.spec import STAGE_ORDER
+from workers.errors import OntimeError
+from workers.localkafka.broker import BrokerError, LocalBroker, bootstrap_from_env, default_state_dir
+from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, port_is_free
+from workers.localkafka.jars import JarFetchError
+from workers.tools.devices import Fleet, LabelledClip, SendReport, load_clips
+from workers.tools.liveview import LiveView, ResultsReader, Tally, results_jsonl
+from workers.tools.processes import spawn_worker
+from workers.tools.stats import Summary
+
+__all__ = ["DemoError", "DemoOptions", "DemoOutcome", "register_cli", "run_demo"]
+
+
+class DemoError(OntimeError):
+    """The demo cannot go on; the message says what is wrong and where to look."""
+
+
+@dataclass
+class DemoOptions:
+    """The knobs of one demo run (the CLI flags)."""
+
+    devices: int = 8
+    rate: float = 2.0
+    duration_s: float = 30.0
+    seed: int = 0
+    keep_broker: bool = False
+    run_dir: Path | None = None
+    ready_timeout_s: float = 120.0
+    drain_timeout_s: float = 30.0
+    window_s: float = 10.0
+    live: bool | None = None  # None: redraw in place only when stdout is a terminal
+    worker_flags: list[str] = field(default_factory=list)  # global CLI flags the workers get too
+
+
+@dataclass
+class DemoOutcome:
+    """What a run measured; `ok` is what the exit code says."""
+
+    run_dir: Path
+    sent: int = 0
+    delivered: int = 0
+    results: int = 0
+    late: int = 0
+    dlq: int = 0
+    correct: int = 0
+    scored: int = 0
+    worker_exits: dict[str, int | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def accounted(self) -> int:
+        return self.results + self.late + self.dlq
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.scored if self.scored else None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# -- broker -------------------------------------------------------------------------------------
+@dataclass
+class _Broker:
+    bootstrap: str
+    started: LocalBroker | None  # set only if this demo started it
+    where: str
+
+
+def _find_or_start_broker(out: TextIO) -> _Broker:
+    external = bootstrap_from_env()
+    if external is not None:
+        return _Broker(external, None, "existing cluster from ONTIME_KAFKA__BOOTSTRAP_SERVERS")
+    broker = LocalBroker(default_state_dir())
+    running = broker.state()
+    if running is not None:
+        return _Broker(running.bootstrap, None, f"local broker already running (pid {running.pid})")
+    _say(out, "starting a local Kafka broker (the first run fetches its jars with Maven, once)…")
+    defaults_free = port_is_free(DEFAULT_PORT) and port_is_free(DEFAULT_CONTROLLER_PORT)
+    ports = (DEFAULT_PORT, DEFAULT_CONTROLLER_PORT) if defaults_free else (None, None)
+    try:
+        bootstrap = broker.start(port=ports[0], controller_port=ports[1])
+    except (BrokerError, JarFetchError) as exc:
+        raise DemoError(f"could not start a local Kafka broker: {exc}") from None
+    return _Broker(bootstrap, broker, f"local broker started by the demo ({broker.state_dir})")
+
+
+# -- models and topics -------------------------------------------------------------------------
+def _check_models(settings: OntimeSettings) -> list[str]:
+    """Every stage's model, verified against its card before any process is started."""
+    from workers.stages.model import load_verified
+
+    names = []
+    for stage in STAGE_ORDER:
+        ref = settings.pipeline.stages[stage].model  # type: ignore[index]
+        try:
+            card, _ = load_verified(ref)
+        except OntimeError as exc:
+            raise DemoError(
+                f"{stage}: {exc}\n  build the models first (see README: `ontime models build`)"
+            ) from None
+        names.append(f"{stage}={getattr(card, 'name', ref)}")
+    return names
+
+
+def _admin(settings: OntimeSettings) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    # Errors reach the demo as exceptions; librdkafka's own log lines would only garble the view.
+    conf: dict[str, str | int | float | bool] = {
+        **settings.kafka.as_librdkafka_dict(),
+        "client.id": "ontime-demo",
+        "log_level": 2,
+    }
+    return AdminClient(conf)
+
+
+def _group_members(admin: Any, groups: list[str]) -> dict[str, list[Any]]:
+    """Members of each consumer group (an unknown or dead group has none)."""
+    out: dict[str, list[Any]] = {g: [] for g in groups}
+    for group, future in admin.describe_consumer_groups(groups, request_timeout=10).items():
+        with contextlib.suppress(Exception):  # a group that does not exist yet is simply empty
+            out[group] = list(future.result().members)
+    return out
+
+
+def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) -> None:
+    """Delete and recreate the pipeline's topics and forget the stages' offsets: no old frame mixes in."""
+    from workers.kafka.topics import create_topics, delete_topics
+
+    admin = _admin(settings)
+    try:
+        admin.list_topics(timeout=10)
+    except Exception as exc:  # KafkaException: say which cluster and what to do, at once
+        raise DemoError(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc}); start one with "
+            "`ontime broker up`, or unset ONTIME_KAFKA__BOOTSTRAP_SERVERS to let the demo start one"
+        ) from None
+    groups = [settings.pipeline.group_id(s) for s in STAGE_ORDER]
+    deadline = time.monotonic() + timeout
+    while busy := {g: len(m) for g, m in _group_members(admin, groups).items() if m}:
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"stage workers of this pipeline are already running ({busy}); stop them first "
+                "(the demo starts its own)"
+            )
+        time.sleep(1.0)  # a worker that just left may still be listed until its session ends
+    deleted = delete_topics(settings)
+    while deleted and set(deleted) & set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise DemoError(f"topics {deleted} still exist {timeout:.0f} s after being deleted")
+        time.sleep(0.2)  # deletion has no completion event to wait on
+    for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
+        with contextlib.suppress(Exception):  # groups that never existed
+            future.result()
+    create_topics(settings)
+    topics = settings.pipeline.topics
+    _say(out, f"topics: {', '.join(topics.all())} ({topics.partitions} partitions each, fresh)")
+
+
+# -- workers -----------------------------------------------------------------------------------
+@dataclass
+class _Worker:
+    stage: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    spawned: float = field(default_factory=time.monotonic)
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def _start_workers(
+    settings: OntimeSettings, bootstrap: str, run_dir: Path, flags: list[str]
+) -> list[_Worker]:
+    pipeline = str(settings.pipeline_file) if settings.pipeline_file else settings.pipeline.name
+    workers = []
+    for stage in STAGE_ORDER:
+        log = run_dir / f"{stage}.log"
+        proc = spawn_worker(stage, pipeline, bootstrap, log, flags)
+        workers.append(_Worker(stage, proc, log))
+    return workers
+
+
+def _wait_ready(settings: OntimeSettings, workers: list[_Worker], timeout: float, out: TextIO) -> None:
+    """Until each stage's group has a member holding partitions; a dead worker fails at once."""
+    admin = _admin(settings)
+    started = time.monotonic()
+    pending = {w.stage: w for w in workers}
+    while pending:
+        for w in workers:
+            code = w.proc.poll()
+            if code is not None:
+                raise DemoError(
+                    f"worker {w.stage} exited with code {code}; last lines of {w.log}:\n{w.tail()}"
+                )
+        groups = {settings.pipeline.group_id(s): s for s in pending}
+        for group, members in _group_members(admin, list(groups)).items():
+            held = sum(len(m.assignment.topic_partitions) for m in members if m.assignment)
+            if held:
+                w = pending.pop(groups[group])
+                waited = time.monotonic() - w.spawned
+                _say(out, f"  {w.stage:<12} ready in {waited:4.1f} s  (pid {w.proc.pid}, {held} partitions)")
+        if pending and time.monotonic() - started > timeout:
+            tails = "\n".join(f"  {w.stage} ({w.log}):\n{w.tail()}" for w in pending.values())
+            raise DemoError(
+                f"stages {', '.join(pending)} not ready after {timeout:.0f} s; worker logs:\n{tails}"
+            )
+        if pending:
+            time.sleep(0.25)  # group membership has no change notification
+
+
+def _stop_workers(workers: list[_Worker], timeout: float = 30.0) -> dict[str, int | None]:
+    """SIGTERM (graceful: finish the batch, commit, leave the group), SIGKILL only if that fails."""
+    for w in workers:
+        if w.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                w.proc.send_signal(signal.SIGTERM)
+    exits: dict[str, int | None] = {}
+    for w in workers:
+        try:
+            exits[w.stage] = w.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait(timeout=10)
+            exits[w.stage] = None  # did not exit on SIGTERM
+    return exits
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run_demo(
+    options: DemoOptions,
+    settings: OntimeSettings | None = None,
+    bootstrap: str | None = None,
+    out: TextIO = sys.stdout,
+) -> DemoOutcome:
+    """Run the demo end to end; never leaves a process behind. Problems are in `outcome.problems`."""
+    settings = settings or load_settings()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = options.run_dir or Path(".ontime") / f"demo-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if options.run_dir is None:
+        # The run files are scratch: keep them out of git without touching the repo's .gitignore.
+        (run_dir.parent / ".gitignore").write_text("*\n")
+    outcome = DemoOutcome(run_dir)
+    broker = _Broker(bootstrap, None, "given by the caller") if bootstrap else _find_or_start_broker(out)
+    _say(out, f"broker: {broker.bootstrap} — {broker.where}")
+    settings = _with_bootstrap(settings, broker.bootstrap)
+    workers: list[_Worker] = []
+    try:
+        _say(out, f"models: {', '.join(_check_models(settings))}")
+        _fresh_topics(settings, out)
+        workers = _start_workers(settings, broker.bootstrap, run_dir, options.worker_flags)
+        _say(out, f"workers: {', '.join(STAGE_ORDER)} as separate processes, logs in {run_dir}/")
+        clips = load_clips(settings.pipeline.name)
+        _wait_ready(settings, workers, options.ready_timeout_s, out)
+        report, tally = _run_fleet(settings, options, clips, workers, out)
+        outcome.sent, outcome.delivered = report.sent, report.delivered
+    except KeyboardInterrupt:
+        outcome.problems.append("interrupted")
+        return outcome
+    except OntimeError as exc:
+        where = f"Kafka at {broker.bootstrap}: " if isinstance(exc, BrokerError) else ""
+        outcome.problems.append(f"{where}{exc}")
+        return outcome
+    except Exception as exc:  # a clear line and a non-zero exit, never a bare traceback
+        trace = run_dir / "error.txt"
+        trace.write_text(traceback.format_exc())
+        outcome.problems.append(f"unexpected {type(exc).__name__}: {exc} (traceback in {trace})")
+        return outcome
+    finally:
+        if workers:
+            outcome.worker_exits = _stop_workers(workers)
+        if broker.started is not None and not options.keep_broker:
+            broker.started.stop()
+        elif broker.started is not None:
+            _say(out, f"broker left running at {broker.bootstrap} (`ontime broker down` stops it)")
+    _score(outcome, report, tally)
+    _check(outcome, workers)
+    _say(out, "")
+    _say(out, _summary(settings, options, report, tally, outcome, broker))
+    outcome.files = _write_files(run_dir, report, tally, out)
+    outcome.files += _write_report(tally, run_dir, out)
+    return outcome
+
+
+def _with_bootstrap(settings: OntimeSettings, bootstrap: str) -> OntimeSettings:
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    return settings.model_copy(update={"kafka": kafka})
+
+
+def _run_fleet(
+    settings: OntimeSettings,
+    options: DemoOptions,
+    clips: list[LabelledClip],
+    workers: list[_Worker],
+    out: TextIO,
+) -> tuple[SendReport, Tally]:
+    """Fleet in a thread, live view in this one, then drain until every frame is accounted for."""
+    tally = Tally(window_s=options.window_s)
+    reader = ResultsReader(settings, tally)
+    reader.start()
+    fleet = Fleet(settings, options.devices, options.rate, options.seed, clips=clips)
+    view = LiveView(out, settings.pipeline.budget_ms, tty=options.live)
+    reports: list[SendReport] = []
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            reports.append(fleet.run(duration_s=options.duration_s))
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failure.append(exc)
+
+    thread = threading.Thread(target=send, name="ontime-fleet", daemon=True)
+    _say(
+        out,
+        f"fleet: {options.devices} devices × {options.rate:g} frames/s for {options.duration_s:g} s "
+        f"({len(clips)} real clips)\n",
+    )
+    thread.start()
+    try:
+        while thread.is_alive():
+            _check_alive(workers)
+            view.show(tally.snapshot(fleet.sent), "sending")
+            thread.join(timeout=1.0)
+        if failure:
+            raise DemoError(f"the device fleet failed: {failure[0]!r}")
+        report = reports[0]
+        drain_until = time.monotonic() + options.drain_timeout_s
+        while tally.ended(report.frames) < report.sent and time.monotonic() < drain_until:
+            _check_alive(workers)
+            view.show(tally.snapshot(report.sent), "draining")
+            time.sleep(min(1.0, max(0.0, drain_until - time.monotonic())))  # the reader fills the tally
+        view.show(tally.snapshot(report.sent), "done")
+    finally:
+        fleet.stop()
+        thread.join(timeout=30)
+        view.close()
+        reader.stop()
+    if reader.error:
+        raise DemoError(f"results reader failed: {reader.error}")
+    return report, tally
+
+
+def _check_alive(workers: list[_Worker]) -> None:
+    for w in workers:
+        code = w.proc.poll()
+        if code is not None:
+            raise DemoError(f"worker {w.stage} died (exit {code}); last lines of {w.log}:\n{w.tail()}")
+
+
+def _score(outcome: DemoOutcome, report: SendReport, tally: Tally) -> None:
+    outcome.results = sum(1 for i in report.frames if _kind(tally, i) == "result")
+    outcome.late = sum(1 for i in report.frames if _kind(tally, i) == "late")
+    outcome.dlq = sum(1 for i in report.frames if _kind(tally, i) == "dlq")
+    for result in tally.results:
+        frame = report.frames.get(result.id)
+        if frame is not None:
+            outcome.scored += 1
+            outcome.correct += int(result.label == frame.label)
+
+
+def _kind(tally: Tally, frame_id: str) -> str | None:
+    found = tally.outcomes.get(frame_id)
+    return found.kind if found else None
+
+
+def _check(outcome: DemoOutcome, workers: list[_Worker]) -> None:
+    if outcome.sent == 0:
+        outcome.problems.append("the fleet sent no frames")
+    if outcome.delivered < outcome.sent:
+        outcome.problems.append(
+            f"only {outcome.delivered} of {outcome.sent} frames were acknowledged by Kafka"
+        )
+    if outcome.results == 0:
+        logs = ", ".join(str(w.log) for w in workers)
+        ended = f" ({outcome.late} went late, {outcome.dlq} to the dlq)" if outcome.accounted else ""
+        outcome.problems.append(f"no results came back{ended}; see the worker logs: {logs}")
+    if outcome.accounted < outcome.sent:
+        missing = outcome.sent - outcome.accounted
+        outcome.problems.append(f"{missing} of {outcome.sent} frames have no result, late or dlq record")
+    for stage, code in outcome.worker_exits.items():
+        if code != 0:
+            how = "did not stop on SIGTERM (killed)" if code is None else f"exited with code {code}"
+            outcome.problems.append(f"worker {stage} {how}")
+
+
+# -- output ------------------------------------------------------------------------------------
+def _say(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n / d:6.1%}" if d else "     -"
+
+
+def _row(name: str, s: Summary, budget: float | None = None) -> str:
+    cells = "".join(f"{s.cell(q):>9}" for q in ("p50", "p95", "p99", "max"))
+    limit = "" if budget is None else f"{budget:.1f}"
+    return f"  {name:<22}{cells}{limit:>9}{s.count:>8}"
+
+
+def _summary(
+    settings: OntimeSettings,
+    options: DemoOptions,
+    report: SendReport,
+    tally: Tally,
+    outcome: DemoOutcome,
+    broker: _Broker,
+) -> str:
+    spec = settings.pipeline
+    e2e, stages = tally.run_summary()
+    labels = Counter(f.label for f in report.frames.values())
+    by_group: dict[str, list[int]] = {}
+    for result in tally.results:
+        frame = report.frames.get(result.id)
+        if frame is None:
+            continue
+        group = frame.label if frame.label.startswith("_") else "keywords"
+        hits = by_group.setdefault(group, [0, 0])
+        hits[0] += int(result.label == frame.label)
+        hits[1] += 1
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items())) or "-"
+    late_why = _reasons(tally, "late")
+    dlq_why = _reasons(tally, "dlq")
+    lines = [
+        f"SUMMARY  {spec.name}: {options.devices} devices × {options.rate:g} frames/s × "
+        f"{options.duration_s:g} s, broker {broker.bootstrap}",
+        f"  frames sent        {outcome.sent:>7}   ({report.achieved_rate:.1f}/s, "
+        f"delivered {report.delivered}, failed {report.failed})",
+        f"  results            {outcome.results:>7}   ({statuses})",
+        f"  late               {outcome.late:>7}" + (f"   ({late_why})" if late_why else ""),
+        f"  dlq                {outcome.dlq:>7}" + (f"   ({dlq_why})" if dlq_why else ""),
+        f"  accounted for      {outcome.accounted:>7} / {outcome.sent}"
+        + (f"   ({tally.duplicates} duplicate records ignored)" if tally.duplicates else ""),
+        f"  accuracy           {_pct(outcome.correct, outcome.scored)}   ({outcome.correct}/{outcome.scored} "
+        f"results right; {report.clips} real clips, {len(labels)} classes sent)",
+    ]
+    for group in ("keywords", "_unknown_", "_background_"):
+        if group in by_group:
+            right, scored = by_group[group]
+            lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
+    lines += [
+        "",
+        f"  {'latency ms':<22}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'budget':>9}{'count':>8}",
+        _row("end-to-end", e2e, spec.budget_ms),
+    ]
+    for stage in STAGE_ORDER:
+        queue, compute, total = stages[stage]
+        lines.append(_row(f"{stage} queue", queue))
+        lines.append(_row(f"{stage} compute", compute))
+        lines.append(_row(f"{stage} total", total, spec.stage_budget_ms(stage)))
+    lines.append(
+        "  (end-to-end = completed_ms − captured_ms of each result; stage times from its ontime-stage-ms)"
+    )
+    lines.append("")
+    if outcome.problems:
+        lines.append("PROBLEMS")
+        lines += [f"  - {p}" for p in outcome.problems]
+    else:
+        lines.append("OK: every frame sent is accounted for; workers stopped cleanly.")
+    return "\n".join(lines)
+
+
+def _reasons(tally: Tally, kind: str) -> str:
+    """`stage:reason ×count` of the most common reasons frames of `kind` ended so."""
+    found = [(k.split(":", 1)[1], n) for k, n in tally.reasons.most_common() if k.startswith(kind + ":")]
+    return ", ".join(f"{why} ×{n}" for why, n in found[:4])
+
+
+def _write_files(run_dir: Path, report: SendReport, tally: Tally, out: TextIO) -> list[Path]:
+    results = run_dir / "results.jsonl"
+    results.write_text(results_jsonl(tally.results))
+    labels = run_dir / "labels.jsonl"
+    report.write_labels(labels)
+    others = run_dir / "late-dlq.jsonl"
+    with others.open("w") as sink:
+        for o in tally.outcomes.values():
+            if o.kind != "result":
+                sink.write(
+                    json.dumps({"id": o.id, "kind": o.kind, "stage": o.stage, "reason": o.reason}) + "\n"
+                )
+    _say(out, f"\nrun files: {run_dir}/ (results.jsonl, labels.jsonl, late-dlq.jsonl, <stage>.log)")
+    return [results, labels, others]
+
+
+def _write_report(tally: Tally, run_dir: Path, out: TextIO) -> list[Path]:
+    """The budget report (workers/report.py: write_report(results, out_dir)), when it exists."""
+    try:
+        report = importlib.import_module("workers.tools.report")
+    except ModuleNotFoundError:
+        return []
+    write = getattr(report, "write_report", None)
+    if write is None or not tally.results:
+        return []
+    try:
+        paths = [Path(p) for p in write(tally.results, run_dir)]
+    except Exception as exc:  # the summary is already out; a broken report must not hide it
+        _say(out, f"budget report failed: {exc!r}")
+        return []
+    for path in paths:
+        _say(out, f"budget report: {path}")
+    return paths
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def register_cli(subparsers: Any) -> None:
+    """`ontime demo`."""
+    demo = subparsers.add_parser("demo", help="broker, topics, three stage workers, a fleet, a live view")
+    demo.add_argument("--devices", type=int, default=8, help="simulated devices (default 8)")
+    demo.add_argument("--rate", type=float, default=2.0, help="frames per second per device (default 2)")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds the fleet sends (default 30)")
+    demo.add_argument("--seed", type=int, default=0, help="fixes the order of the clips")
+    demo.add_argument("--keep-broker", action="store_true", help="leave a broker the demo started running")
+    demo.add_argument("--run-dir", type=Path, default=None, help="default .ontime/demo-<UTC time>")
+    demo.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the workers")
+    demo.add_argument(
+        "--drain-timeout", type=float, default=30.0, help="seconds to wait for the last results"
+    )
+    view = demo.add_mutually_exclusive_group()
+    view.add_argument("--live", dest="live", action="store_true", default=None, help="redraw in place")
+    view.add_argument("--no-live", dest="live", action="store_false", help="one line every few seconds")
+    demo.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    loader = getattr(args, "load_settings", None)
+    settings = loader() if callable(loader) else load_settings(getattr(args, "pipeline", None))
+    if args.devices < 1 or args.rate <= 0 or args.duration <= 0:
+        print("demo: --devices, --rate and --duration must be positive", file=sys.stderr)
+        return 2
+    options = DemoOptions(
+        devices=args.devices,
+        rate=args.rate,
+        duration_s=args.duration,
+        seed=args.seed,
+        keep_broker=args.keep_broker,
+        run_dir=args.run_dir,
+        ready_timeout_s=args.ready_timeout,
+        drain_timeout_s=args.drain_timeout,
+        live=args.live,
+        # `ontime --set k=v demo` must mean the same settings for the workers as for the demo.
+        worker_flags=_worker_flags(args),
+    )
+    with _sigterm_as_interrupt():
+        outcome = run_demo(options, settings)
+    if outcome.ok:
+        return 0
+    if outcome.problems == ["interrupted"]:
+        print("\ndemo interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
+    print("\ndemo FAILED:", file=sys.stderr)
+    for problem in outcome.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _worker_flags(args: argparse.Namespace) -> list[str]:
+    """The global flags (`--set`, `--log-level`, `--log-json`) to hand on to each worker."""
+    flags = [flag for item in getattr(args, "overrides", None) or [] for flag in ("--set", item)]
+    if getattr(args, "log_level", None):
+        flags += ["--log-level", args.log_level]
+    if getattr(args, "log_json", False):
+        flags.append("--log-json")
+    return flags
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same clean path as ^C: everything the demo started is stopped."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
