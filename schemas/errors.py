@@ -11,8 +11,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-samples", "poison", "model-error")
-LATE_REASONS = ("expired", "insufficient-budget", "missed")
+from workers.messages import headers as h
+from workers.messages.reasons import DLQ_REASONS, LATE_REASONS
+
+__all__ = ["DLQ_REASONS", "LATE_REASONS", "ErrorRecord"]
 
 
 class ErrorRecord(BaseModel):
@@ -31,15 +33,15 @@ class ErrorRecord(BaseModel):
 
     @classmethod
     def from_headers(cls, kind: Literal["dlq", "late"], headers: Mapping[str, str]) -> ErrorRecord:
-        deadline = headers.get("ontime-deadline-ms")
+        deadline = headers.get(h.DEADLINE_MS)
         return cls(
             kind=kind,
-            id=headers.get("ontime-id"),
-            stage=headers.get("ontime-error-stage", ""),
-            reason=headers.get("ontime-error-reason", ""),
-            detail=headers.get("ontime-error-detail", ""),
-            source_topic=headers.get("ontime-source-topic", ""),
-            source_partition=int(headers.get("ontime-source-partition", "-1")),
-            source_offset=int(headers.get("ontime-source-offset", "-1")),
+            id=headers.get(h.ID),
+            stage=headers.get(h.ERROR_STAGE, ""),
+            reason=headers.get(h.ERROR_REASON, ""),
+            detail=headers.get(h.ERROR_DETAIL, ""),
+            source_topic=headers.get(h.SOURCE_TOPIC, ""),
+            source_partition=int(headers.get(h.SOURCE_PARTITION, "-1")),
+            source_offset=int(headers.get(h.SOURCE_OFFSET, "-1")),
             deadline_ms=int(deadline) if deadline and deadline.lstrip("-").isdigit() else None,
         )

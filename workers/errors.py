@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from workers.messages import reasons
+
 
 class OntimeError(Exception):
     """Base of every error ontime raises on purpose."""
@@ -36,7 +38,7 @@ class BrokerError(OntimeError):
 class PoisonMessage(OntimeError):
     """A record that can never be processed; it is routed to the DLQ with `reason`."""
 
-    reason = "poison"
+    reason: str = reasons.POISON
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -44,12 +46,12 @@ class PoisonMessage(OntimeError):
 
 
 class BadContentType(PoisonMessage):
-    reason = "bad-content-type"
+    reason: str = reasons.BAD_CONTENT_TYPE
 
 
 class BadShape(PoisonMessage):
-    reason = "bad-shape"
+    reason: str = reasons.BAD_SHAPE
 
 
 class BadSamples(PoisonMessage):
-    reason = "bad-samples"
+    reason: str = reasons.BAD_SAMPLES

@@ -23,7 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipelines.acoustic.recordings import Clip, real_clips
 from workers.config.settings import OntimeSettings, load_settings, merge_overrides
-from workers.config.spec import StageSpec
+from workers.config.spec import TOPIC_KINDS, StageSpec
+from workers.kafka.topics import pipeline_topics
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.stages.chain import build_stages
@@ -37,7 +38,7 @@ BUDGET_MS = 60_000
 
 
 def pipeline_overrides(name: str, bootstrap: str, partitions: int) -> dict[str, Any]:
-    topics = {t: f"{name}.{t}" for t in ("raw", "features", "scores", "results", "late", "dlq")}
+    topics = {t: f"{name}.{t}" for t in TOPIC_KINDS}
     pipeline: dict[str, Any] = {
         "name": name,
         "budget_ms": BUDGET_MS,
@@ -59,9 +60,14 @@ def fresh_pipeline(
     overrides = pipeline_overrides(name, bootstrap, partitions)
     merge_overrides(overrides["pipeline"], pipeline or {})
     settings = load_settings("acoustic", overrides)
-    for topic in settings.pipeline.topics.all():
-        topic_factory(partitions=partitions, name=topic)
+    make_topics(settings, topic_factory)
     return settings
+
+
+def make_topics(settings: OntimeSettings, topic_factory: Callable[..., str]) -> None:
+    """The pipeline's six topics through the test's factory, configured as `ontime topics create` does."""
+    for new in pipeline_topics(settings.pipeline.topics):
+        topic_factory(partitions=new.num_partitions, config=new.config, name=new.topic)
 
 
 def cli_overrides(settings: OntimeSettings, stage_batch: dict[str, int] | None = None) -> list[str]:
@@ -71,10 +77,7 @@ def cli_overrides(settings: OntimeSettings, stage_batch: dict[str, int] | None =
         f"pipeline.name={p.name}",
         f"pipeline.budget_ms={p.budget_ms}",
         f"pipeline.topics.partitions={p.topics.partitions}",
-        *(
-            f"pipeline.topics.{t}={getattr(p.topics, t)}"
-            for t in ("raw", "features", "scores", "results", "late", "dlq")
-        ),
+        *(f"pipeline.topics.{t}={getattr(p.topics, t)}" for t in TOPIC_KINDS),
     ]
     if "gate" in StageSpec.model_fields:
         flags.append("pipeline.stages.infer.gate=null")

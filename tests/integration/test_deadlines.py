@@ -21,15 +21,17 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.errors import LATE_REASONS
 from schemas.results import Result
+from tests.integration.pipeline_kit import make_topics
 from workers.config.settings import KafkaSettings, OntimeSettings, load_settings
-from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
+from workers.kafka.groups import wait_assigned
+from workers.kafka.topics import admin_client
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
 from workers.stages.chain import build_stages
 from workers.stages.model import load_verified
 from workers.stages.stage import Stage
-from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
 
@@ -52,19 +54,18 @@ def make_settings(bootstrap: str, topic_factory: TopicFactory, **stage_changes: 
     base = load_settings("acoustic")
     data = base.pipeline.model_dump()
     data["name"] = f"t{uuid.uuid4().hex[:10]}"
-    parts = 3
-    topics = {
-        k: topic_factory(partitions=parts) for k in ("raw", "features", "scores", "results", "late", "dlq")
-    }
-    data["topics"] = {**topics, "partitions": parts, "replication_factor": 1}
+    topics = {k: f"{data['name']}.{k}" for k in TOPIC_KINDS}
+    data["topics"] = {**topics, "partitions": 3, "replication_factor": 1}
     for stage, changes in stage_changes.items():
         data["stages"][stage].update(changes)
-    return base.model_copy(
+    settings = base.model_copy(
         update={
             "kafka": KafkaSettings(bootstrap_servers=bootstrap),
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
+    make_topics(settings, topic_factory)
+    return settings
 
 
 @contextmanager
@@ -88,7 +89,9 @@ def running(settings: OntimeSettings, groups: list[list[str]]) -> Iterator[dict[
     for t in threads:
         t.start()
     try:
-        wait_assigned(settings, [n for names in groups for n in names[:1]], 90.0)
+        first_stages = [settings.pipeline.group_id(names[0]) for names in groups]
+        unassigned = wait_assigned(admin_client(settings.kafka), first_stages, 90.0)
+        assert not unassigned, f"consumer groups not assigned after 90 s: {sorted(unassigned)}"
         yield stages
     finally:
         for w in workers:

@@ -17,19 +17,19 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from workers.config.settings import OntimeSettings, load_settings, merge_overrides
+from workers.cli import topics
+from workers.config.settings import BOOTSTRAP_ENV, OntimeSettings, load_settings, merge_overrides
 from workers.errors import ConfigError, OntimeError
 from workers.telemetry.logs import setup_logging
 
 # Modules that add their own verbs with `register_cli(subparsers)`, in help order.
 VERB_MODULES = (
-    "workers.localkafka.broker",
+    "workers.localkafka.cli",
     "workers.tools.devices",
     "workers.tools.demo",
     "workers.tools.report",
     "workers.tools.bench",
 )
-BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="JSON log lines (worker.log_json)")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_worker(verbs)
-    from workers.kafka import topics
-
     topics.register_cli(verbs)
     for name in VERB_MODULES:
         module = _optional(name)

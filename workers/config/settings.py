@@ -149,3 +149,12 @@ class ObservabilitySettings(BaseModel):
 
 
 OntimeSettings.model_rebuild()  # resolve the forward reference to ObservabilitySettings above
+
+_ENV = OntimeSettings.model_config
+BOOTSTRAP_ENV = f"{_ENV.get('env_prefix')}KAFKA{_ENV.get('env_nested_delimiter')}BOOTSTRAP_SERVERS"
+"""`ONTIME_KAFKA__BOOTSTRAP_SERVERS`: names an existing cluster, so no local broker is started."""
+
+
+def bootstrap_from_env() -> str | None:
+    """The bootstrap servers of an existing cluster named by ONTIME_KAFKA__BOOTSTRAP_SERVERS, if any."""
+    return os.environ.get(BOOTSTRAP_ENV, "").strip() or None

@@ -16,6 +16,8 @@ PIPELINES_DIR = _REPO / "pipelines"
 # Default of `OntimeSettings.models_dir`; a container or a test points it elsewhere.
 MODELS_DIR = _REPO / "models"
 STAGE_ORDER = ("preprocess", "infer", "postprocess")
+TOPIC_KINDS = ("raw", "features", "scores", "results", "late", "dlq")
+"""The six topics of a pipeline, in flow order (the fields of `Topics`)."""
 
 StageName = Literal["preprocess", "infer", "postprocess"]
 
@@ -40,7 +42,7 @@ class Topics(BaseModel):
     replication_factor: int = Field(1, ge=1)
 
     def all(self) -> list[str]:
-        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq]
+        return [getattr(self, kind) for kind in TOPIC_KINDS]
 
 
 class BatchSpec(BaseModel):

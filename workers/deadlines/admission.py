@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from workers.deadlines.budget import StageBudget
 from workers.messages.deadline import Deadline
+from workers.messages.reasons import ShedReason as LateReason
 
 CostFn = Callable[[int], float]
-LateReason = Literal["expired", "insufficient-budget"]
 
 
 def _free(n: int) -> float:

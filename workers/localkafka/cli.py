@@ -1,6 +1,6 @@
 """`ontime broker up|down|status|logs|fetch`: drive the local Kafka broker from the shell.
 
-Every verb sets `func(args) -> int` (the exit code), as workers/cli.py expects.
+Every verb sets `func(args) -> int` (the exit code), as workers/cli/main.py expects.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from workers.config.settings import BOOTSTRAP_ENV, bootstrap_from_env
 from workers.errors import BrokerError
-from workers.localkafka.broker import BOOTSTRAP_ENV, LocalBroker, bootstrap_from_env
-from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, KAFKA_VERSION, port_is_free
+from workers.localkafka.broker import LocalBroker
+from workers.localkafka.config import DEFAULT_PORT, KAFKA_VERSION
+from workers.localkafka.find import default_ports
 from workers.localkafka.jars import JarFetchError, ensure_jars
 
 __all__ = ["main", "register_cli"]
@@ -72,9 +74,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         _say(running.bootstrap if args.quiet else f"already running: {running.bootstrap} (pid {running.pid})")
         return 0
     port, controller_port = args.port, args.controller_port
-    defaults_free = port_is_free(DEFAULT_PORT) and port_is_free(DEFAULT_CONTROLLER_PORT)
-    if port is None and controller_port is None and defaults_free:
-        port, controller_port = DEFAULT_PORT, DEFAULT_CONTROLLER_PORT
+    if port is None and controller_port is None:
+        port, controller_port = default_ports()
     try:
         bootstrap = broker.start(port=port, controller_port=controller_port, timeout=args.timeout)
     except BrokerError as exc:  # JarFetchError too
@@ -150,8 +151,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m workers.localkafka.broker VERB`: the same verbs as `ontime broker VERB`."""
-    parser = argparse.ArgumentParser(prog="python -m workers.localkafka.broker")
+    """`python -m workers.localkafka VERB`: the same verbs as `ontime broker VERB`."""
+    parser = argparse.ArgumentParser(prog="python -m workers.localkafka")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["broker", *(argv if argv is not None else sys.argv[1:])])
     code: int = args.func(args)

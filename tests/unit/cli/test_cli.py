@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from workers.cli import main as cli
-from workers.cli.models import check_models
 from workers.config.spec import PIPELINES_DIR
 from workers.errors import ConfigError
 from workers.stages.chain import parse_stages
+from workers.stages.model import check_models
 
 ROOT = Path(__file__).resolve().parents[3]
 

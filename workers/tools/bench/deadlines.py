@@ -33,16 +33,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from workers.config.settings import OntimeSettings
-from workers.tools.bench.harness import (
-    BenchError,
-    Collector,
-    LagProbe,
-    Workers,
-    broker,
-    create_topics,
-    delete_topics,
-    private_pipeline,
-)
+from workers.kafka.topics import create_topics, delete_topics
+from workers.localkafka.find import broker_for_run
+from workers.messages.reasons import EXPIRED, INSUFFICIENT_BUDGET, MISSED
+from workers.tools.bench.harness import BenchError, Collector, LagProbe, Workers, private_pipeline
 from workers.tools.devices import Fleet, LabelledClip, load_clips
 
 DEFAULT_LOADS = (0.5, 1.0, 2.0, 4.0)
@@ -82,11 +76,11 @@ class Load:
 
     @property
     def shed(self) -> int:
-        return self.late["expired"] + self.late["insufficient-budget"]
+        return self.late[EXPIRED] + self.late[INSUFFICIENT_BUDGET]
 
     @property
     def admitted(self) -> int:
-        return self.results + self.late["missed"]
+        return self.results + self.late[MISSED]
 
 
 def measure_capacity(
@@ -185,7 +179,7 @@ def run_load(
                 load.burn.setdefault(stage, []).append((queue, compute))
         elif seen.kind == "late":
             load.late[seen.reason] += 1
-            if seen.reason != "missed":
+            if seen.reason != MISSED:
                 load.shed_at[seen.stage] += 1
             else:
                 load.missed_at[seen.stage] += 1
@@ -257,8 +251,8 @@ def run_bench(
         f"pipeline {settings.pipeline.name}: budget {settings.pipeline.budget_ms:g} ms, "
         f"{settings.pipeline.topics.partitions} partitions, one process per stage\n"
     )
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="ontime-bench-") as tmp:
-        run_dir = Path(tmp)
+    with broker_for_run() as kafka, tempfile.TemporaryDirectory(prefix="ontime-bench-") as tmp:
+        bootstrap, run_dir = kafka.bootstrap, Path(tmp)
         if capacity is None:
             capacity = measure_capacity(settings, bootstrap, run_dir, clips, capacity_frames, out)
         live = private_pipeline(settings, bootstrap, "bench")

@@ -1,5 +1,9 @@
-"""What a benchmark needs around the pipeline: a broker, private topics, worker processes, a
+"""What a benchmark needs around the pipeline: private topics and groups, worker processes, a
 collector of everything that comes out, and a probe of consumer lag.
+
+The broker comes from workers.localkafka.find, topics from workers.kafka.topics (the results
+topic uses LogAppendTime there, which `Seen.appended_ms` reads), and readiness from
+workers.kafka.groups, the same code the demo and the tests use.
 
 Benchmarks run the real thing — Kafka broker, one OS process per stage, real models — on topics
 and consumer groups of their own, so they never mix with a demo or another run.
@@ -11,53 +15,26 @@ import contextlib
 import signal
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from workers.config.settings import KafkaSettings, OntimeSettings
-from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
 from workers.errors import OntimeError
-from workers.localkafka.broker import LocalBroker, bootstrap_from_env, default_state_dir
+from workers.kafka.groups import wait_assigned
+from workers.kafka.topics import admin_client
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
 from workers.tools.processes import spawn_worker
 
 
-def _admin(settings: OntimeSettings) -> AdminClient:
-    conf: dict[str, str | int | float | bool] = {**settings.kafka.as_librdkafka_dict()}
-    return AdminClient(conf)
-
-
 class BenchError(OntimeError):
     """The benchmark could not set up or run its pipeline."""
-
-
-@contextlib.contextmanager
-def broker() -> Iterator[str]:
-    """Bootstrap servers: the cluster in the environment, a running local broker, or one started here."""
-    external = bootstrap_from_env()
-    if external is not None:
-        yield external
-        return
-    local = LocalBroker(default_state_dir())
-    state = local.state()
-    if state is not None:
-        yield state.bootstrap
-        return
-    bootstrap = local.start()
-    try:
-        yield bootstrap
-    finally:
-        local.stop()
 
 
 def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **changes: Any) -> OntimeSettings:
@@ -65,9 +42,7 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     data = settings.pipeline.model_dump(mode="json")
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
-    data["topics"].update(
-        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq")}
-    )
+    data["topics"].update({k: f"{tag}-{run}.{k}" for k in TOPIC_KINDS})
     data.update(changes)
     return settings.model_copy(
         update={
@@ -75,67 +50,6 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
-
-
-def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
-    topics = settings.pipeline.topics
-    admin = _admin(settings)
-    # Results carry the broker's append time: when an answer was durably there for consumers,
-    # whatever the reading process was doing at that moment.
-    appended = {"message.timestamp.type": "LogAppendTime"}
-    new = [
-        NewTopic(
-            t, topics.partitions, topics.replication_factor, config=appended if t == topics.results else {}
-        )
-        for t in topics.all()
-    ]
-    for future in admin.create_topics(new, operation_timeout=timeout_s).values():
-        future.result(timeout=timeout_s)
-    give_up = time.monotonic() + timeout_s
-    while True:
-        meta = admin.list_topics(timeout=10).topics
-        if all(
-            t in meta
-            and len(meta[t].partitions) == topics.partitions
-            and all(p.leader >= 0 for p in meta[t].partitions.values())
-            for t in topics.all()
-        ):
-            return
-        if time.monotonic() > give_up:
-            raise BenchError(f"topics not ready after {timeout_s:.0f} s")
-        time.sleep(0.1)  # metadata has no readiness event
-
-
-def delete_topics(settings: OntimeSettings) -> None:
-    admin = _admin(settings)
-    for future in admin.delete_topics(settings.pipeline.topics.all(), operation_timeout=30).values():
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
-
-
-def wait_assigned(
-    settings: OntimeSettings,
-    stages: Sequence[str],
-    timeout_s: float = 90.0,
-    check: Callable[[], None] | None = None,
-) -> None:
-    """Until each stage's consumer group has a member holding partitions (`check` may raise)."""
-    admin = _admin(settings)
-    spec = settings.pipeline
-    pending = {spec.group_id(s) for s in stages}
-    give_up = time.monotonic() + timeout_s
-    while pending:
-        if check is not None:
-            check()
-        for group, future in admin.describe_consumer_groups(list(pending), request_timeout=10).items():
-            with contextlib.suppress(Exception):  # a group that does not exist yet
-                members = future.result().members
-                if sum(len(m.assignment.topic_partitions) for m in members if m.assignment):
-                    pending.discard(group)
-        if pending and time.monotonic() > give_up:
-            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
-        if pending:
-            time.sleep(0.25)  # group membership has no change notification
 
 
 @dataclass
@@ -165,7 +79,12 @@ class Workers:
         self._wait_ready(ready_timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
-        wait_assigned(self.settings, STAGE_ORDER, timeout_s, self.check_alive)
+        spec = self.settings.pipeline
+        admin = admin_client(self.settings.kafka, "ontime-bench")
+        groups = [spec.group_id(s) for s in STAGE_ORDER]
+        pending = wait_assigned(admin, groups, timeout_s, self.check_alive)
+        if pending:
+            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
 
     def check_alive(self) -> None:
         for w in self.procs:
