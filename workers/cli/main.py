@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import partial
+from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +23,8 @@ from workers.config.settings import BOOTSTRAP_ENV, OntimeSettings, load_settings
 from workers.errors import ConfigError, OntimeError
 from workers.telemetry.logs import setup_logging
 
+# Entry-point group of verbs that live outside workers/ (the model toolchain's `models`).
+PLUGIN_GROUP = "ontime.cli"
 # Modules that add their own verbs with `register_cli(subparsers)`, in help order.
 VERB_MODULES = (
     "workers.localkafka.cli",
@@ -168,13 +171,26 @@ def build_telemetry(settings: OntimeSettings, stages: list[str]) -> Any:
 def _add_models(verbs: Any) -> None:
     from workers.cli.models import add_verify
 
-    toolchain = _optional("models.toolchain.cli")
+    toolchain = _plugin("models")
     if toolchain is not None:
-        models_verbs = toolchain.register_cli(verbs)
+        models_verbs = toolchain(verbs)
     else:
         models = verbs.add_parser("models", help="verify the ONNX models a pipeline serves")
         models_verbs = models.add_subparsers(dest="models_command", required=True)
     add_verify(models_verbs)
+
+
+def _plugin(name: str) -> Callable[[Any], Any] | None:
+    """`register_cli` of the `ontime.cli` entry point `name`, or None if its package is not installed."""
+    for point in entry_points(group=PLUGIN_GROUP, name=name):
+        try:
+            register: Callable[[Any], Any] = point.load()
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and point.module.startswith(exc.name):
+                return None  # the plugin's own package is absent; a missing dependency still raises
+            raise
+        return register
+    return None
 
 
 if __name__ == "__main__":
