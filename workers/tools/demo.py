@@ -468,7 +468,7 @@ def _write_files(run_dir: Path, report: SendReport, tally: Tally, out: TextIO) -
 
 
 def _write_report(tally: Tally, run_dir: Path, out: TextIO) -> list[Path]:
-    """The budget report (workers/report.py: write_report(results, out_dir)), when it exists."""
+    """The budget report (workers/tools/report.py: write_report(results, out_dir)), when it exists."""
     try:
         report = importlib.import_module("workers.tools.report")
     except ModuleNotFoundError:

@@ -346,8 +346,8 @@ def kcat_example(settings: OntimeSettings, frame_file: str = "frame.pcm", device
         f"-b {settings.kafka.bootstrap_servers}",
         f"-t {spec.topics.raw}",
         f"-k {device}",
-        "-H ontime-id=$(cat /proc/sys/kernel/random/uuid)",
-        "-H ontime-captured-ms=$(date +%s%3N)",
+        f"-H {h.ID}=$(cat /proc/sys/kernel/random/uuid)",
+        f"-H {h.CAPTURED_MS}=$(date +%s%3N)",
         f"-H {shlex.quote(h.CONTENT_TYPE + '=' + spec.frame.content_type)}",
         shlex.quote(frame_file),
     ]
@@ -367,7 +367,7 @@ def register_cli(subparsers: Any) -> None:
     bound.add_argument("--duration", type=float, default=None, help="seconds to run (default 10)")
     bound.add_argument("--frames", type=int, default=None, help="total frames over the fleet")
     sim.add_argument("--seed", type=int, default=0, help="fixes the order of the clips")
-    sim.add_argument("--no-deadline", action="store_true", help="omit ontime-deadline-ms (stage 1 stamps it)")
+    sim.add_argument("--no-deadline", action="store_true", help=f"omit {h.DEADLINE_MS} (stage 1 stamps it)")
     sim.add_argument("--topic", default=None, help="topic to publish to (default: the pipeline's raw topic)")
     sim.add_argument("--labels-out", type=Path, default=None, help="write id→label JSON lines here")
     sim.set_defaults(func=_cmd_simulate)
