@@ -23,9 +23,9 @@ class ErrorRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["dlq", "late"]
     id: str | None
-    stage: str = Field(description="stage that routed it (ontime-error-stage)")
-    reason: str = Field(description="short code (ontime-error-reason)")
-    detail: str = Field(description="human-readable explanation (ontime-error-detail)")
+    stage: str = Field(description=f"stage that routed it ({h.ERROR_STAGE})")
+    reason: str = Field(description=f"short code ({h.ERROR_REASON})")
+    detail: str = Field(description=f"human-readable explanation ({h.ERROR_DETAIL})")
     source_topic: str
     source_partition: int
     source_offset: int

@@ -33,6 +33,7 @@ from workers.errors import BrokerError, OntimeError
 from workers.kafka.groups import group_members, wait_assigned
 from workers.kafka.topics import admin_client, create_topics, delete_topics
 from workers.localkafka.find import FoundBroker, find_or_start
+from workers.messages import headers as h
 from workers.stages.model import check_models
 from workers.tools.devices import Fleet, LabelledClip, SendReport, load_clips
 from workers.tools.liveview import LiveView, ResultsReader, Tally, results_jsonl
@@ -434,7 +435,7 @@ def _summary(
         lines.append(_row(f"{stage} compute", compute))
         lines.append(_row(f"{stage} total", total, spec.stage_budget_ms(stage)))
     lines.append(
-        "  (end-to-end = completed_ms − captured_ms of each result; stage times from its ontime-stage-ms)"
+        f"  (end-to-end = completed_ms − captured_ms of each result; stage times from its {h.STAGE_MS})"
     )
     lines.append("")
     if outcome.problems:

@@ -204,7 +204,7 @@ def render(loads: list[Load]) -> str:
         rows.append(
             f"| {x.factor:g}× | {x.achieved:.0f} | {x.sent} | {x.admitted} | {_pct(x.on_time, x.admitted)} "
             f"| {_pct(x.delivered_by_deadline, x.results)} | {_pct(x.shed, x.sent)} "
-            f"| {_pct(x.degraded, x.results)} | {x.late['missed']} | {x.dlq} | {p50:.1f} | {p99:.1f} "
+            f"| {_pct(x.degraded, x.results)} | {x.late[MISSED]} | {x.dlq} | {p50:.1f} | {p99:.1f} "
             f"| {sum(x.lag_mid.values())} | {sum(x.lag_end.values())} | {x.lag_trend:+.0f} |"
         )
     lines = ["\n".join(rows), ""]
