@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pytest
 from confluent_kafka import Consumer, Producer
 
 from schemas.errors import LATE_REASONS
@@ -30,23 +29,9 @@ from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
 from workers.stages.chain import build_stages
-from workers.stages.model import load_verified
 from workers.stages.stage import Stage
 
 TopicFactory = Callable[..., str]
-
-
-def _models_present() -> bool:
-    spec = load_settings("acoustic").pipeline
-    try:
-        for stage in spec.stages.values():
-            load_verified(stage.model)
-    except Exception:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _models_present(), reason="acoustic models not built")
 
 
 def make_settings(bootstrap: str, topic_factory: TopicFactory, **stage_changes: Any) -> OntimeSettings:
