@@ -1,8 +1,8 @@
 """Settings: defaults < pipeline YAML < `ONTIME_*` environment (``__`` nests) < CLI flags.
 
-Environment beats the YAML so an SRE can override a shipped pipeline file from a Helm values
-file or a compose `environment:` block without rebuilding the image; CLI flags beat both for
-one-off runs. Invalid values fail at start with a `ConfigError` that names the field.
+Environment beats the YAML so an SRE can override a shipped pipeline file from a deployment's
+environment (a Helm values file, a compose `environment:` block) without rebuilding the image;
+CLI flags beat both for one-off runs. Invalid values fail at start with a `ConfigError` that names the field.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Names and parsing of the `ontime-*` Kafka headers fixed by DESIGN.md."""
+"""Names and parsing of the `ontime-*` Kafka headers of docs/contract.md; no other module spells them."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each device (Kafka key `mic-0001`, `mic-0002`, …) sends one frame every 1/rate seconds: the
 device's own bytes (s16le PCM, exactly what the pipeline's frame spec declares) with the
-DESIGN.md headers. Frames follow an absolute schedule — device d's k-th frame at
+contract headers (docs/contract.md). Frames follow an absolute schedule — device d's k-th frame at
 k/rate + d/(devices·rate) seconds after the start — so a slow send is caught up, never
 accumulated as drift, and devices are spread evenly over each period. Clips cycle through the
 pipeline's real labelled recordings in an order fixed by the seed, so a run can be repeated and
