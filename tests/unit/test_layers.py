@@ -326,3 +326,19 @@ def test_cycles_are_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_docs_architecture_states_these_rules() -> None:
+    """The table in docs/architecture.md lists, layer by layer, what LAYERS allows."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text[text.index("| layer | may import |") :].split("\n\n")[0]
+    stated: dict[str, set[str]] = {}
+    for line in table.splitlines()[2:]:
+        layer, allowed = (cell.strip() for cell in line.strip("|").split("|"))
+        name = layer.split(" (")[0]
+        stated[name] = set() if allowed == "nothing" else {a.strip() for a in allowed.split(",")}
+    assert set(stated) == set(LAYERS) - {"package roots"}
+    for name, allowed in stated.items():
+        if name in ("tools", "cli"):
+            continue  # "everything above (except cli)": checked by the rule itself
+        assert allowed == LAYERS[name][1], name
