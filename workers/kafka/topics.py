@@ -1,10 +1,8 @@
-"""The pipeline's six topics: create (idempotent, returns once every partition has a leader), list, delete.
+"""The pipeline's topics: create (idempotent, returns once every partition has a leader), list, delete.
 
 One copy for `ontime topics`, the demo, the benchmarks and the integration tests, so every one of
-them makes topics the same way. `P.results` records carry the broker's append time
-(LogAppendTime): a result's timestamp says when the answer was durably there for consumers,
-whatever the producing worker's clock or a reader's lag; the bench judges "delivered by the
-deadline" by it. Input topics keep CreateTime, since a frame's deadline is stamped from it.
+them makes topics the same way, with the partitions and configs of `Topics.config_of` (results in
+LogAppendTime, the control topic compacted with one partition).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from workers.config.spec import Topics
 from workers.errors import BrokerError
 
 READY_TIMEOUT_S = 60.0
-RESULTS_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 
 def admin_client(kafka: KafkaSettings, client_id: str = "ontime-admin", quiet: bool = False) -> AdminClient:
@@ -33,13 +30,13 @@ def admin_client(kafka: KafkaSettings, client_id: str = "ontime-admin", quiet: b
 
 
 def pipeline_topics(topics: Topics) -> list[NewTopic]:
-    """The six topics as they are created everywhere: results with LogAppendTime, the rest as is."""
+    """The pipeline's topics as they are created everywhere, partitions and configs from `config_of`."""
     return [
         NewTopic(
             name,
-            num_partitions=topics.partitions,
+            num_partitions=topics.config_of(name)[0],
             replication_factor=topics.replication_factor,
-            config=dict(RESULTS_CONFIG) if name == topics.results else {},
+            config=topics.config_of(name)[1],
         )
         for name in topics.all()
     ]

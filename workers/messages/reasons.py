@@ -16,6 +16,9 @@ INSUFFICIENT_BUDGET: Final = "insufficient-budget"
 """Time left is less than the stage's expected cost plus the downstream reserve; no compute was spent."""
 MISSED: Final = "missed"
 """Admitted, but finished the stage after the deadline."""
+SKIPPED: Final = "skipped"
+"""A range of a backlog the stage seeked past unread: every record in it was older than any deadline
+could allow. One record stands for `ontime-late-count` frames."""
 
 # P.dlq: the frame can never be processed; retrying would fail the same way.
 POISON: Final = "poison"
@@ -29,7 +32,7 @@ BAD_SAMPLES: Final = "bad-samples"
 MODEL_ERROR: Final = "model-error"
 """The model raised on this frame even when run alone."""
 
-LATE_REASONS: Final = (EXPIRED, INSUFFICIENT_BUDGET, MISSED)
+LATE_REASONS: Final = (EXPIRED, INSUFFICIENT_BUDGET, MISSED, SKIPPED)
 DLQ_REASONS: Final = (POISON, BAD_CONTENT_TYPE, BAD_SHAPE, BAD_SAMPLES, MODEL_ERROR)
 
 ShedReason = Literal["expired", "insufficient-budget"]
