@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from schemas.results import Result
 from tests.integration.pipeline_kit import (
@@ -201,7 +202,18 @@ def test_topics_create_is_idempotent_and_waits_for_leaders(kafka_bootstrap: str)
         assert sorted(create_topics(settings)) == sorted(settings.pipeline.topics.all())
         assert create_topics(settings) == []
         rows = describe_topics(settings)
-        assert [(t, parts) for t, parts, _ in rows] == [(t, 2) for t in settings.pipeline.topics.all()]
+        topics = settings.pipeline.topics
+        assert [(t, parts) for t, parts, _ in rows] == [(t, topics.config_of(t)[0]) for t in topics.all()]
+        assert topics.config_of(topics.raw)[0] == 2 and topics.config_of(topics.control)[0] == 1
+        # The configs every creator gets (CLI, demo, bench, tests): checked on the broker itself.
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        wanted = {t: topics.config_of(t)[1] for t in topics.all()}
+        resources = [ConfigResource(ResourceType.TOPIC, t) for t in wanted]
+        for resource, future in admin.describe_configs(resources).items():
+            got = {k: v.value for k, v in future.result(timeout=30).items()}
+            assert {k: got[k] for k in wanted[resource.name]} == wanted[resource.name], resource.name
+        assert wanted[topics.results] == {"message.timestamp.type": "LogAppendTime"}
+        assert wanted[topics.control]["cleanup.policy"] == "compact"
     finally:
         deleted = delete_topics(settings)
     assert sorted(deleted) == sorted(settings.pipeline.topics.all())
