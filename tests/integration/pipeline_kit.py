@@ -348,6 +348,20 @@ class WorkerThread:
             raise self.error
 
 
+def stop_all(workers: Sequence[WorkerThread], after: Callable[[WorkerThread], None] | None = None) -> None:
+    """Stop every worker even when one fails (then `after(worker)`); fail with all errors at the end."""
+    errors: list[BaseException] = []
+    for w in workers:
+        try:
+            w.stop()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if after is not None:
+                after(w)
+    assert not errors, errors
+
+
 class WorkerProcess:
     """`python -m workers.cli worker --stage ...` as a subprocess, for signals and kill -9."""
 

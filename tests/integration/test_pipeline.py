@@ -26,6 +26,7 @@ from tests.integration.pipeline_kit import (
     pipeline_overrides,
     record_count,
     send_frames,
+    stop_all,
     wait_for,
 )
 from workers.config.settings import OntimeSettings, load_settings
@@ -39,13 +40,7 @@ def running() -> Iterator[list[WorkerThread]]:
     """Workers a test starts; all stopped (gracefully) at the end, even when the test fails."""
     workers: list[WorkerThread] = []
     yield workers
-    errors = []
-    for w in workers:
-        try:
-            w.stop()
-        except BaseException as exc:
-            errors.append(exc)
-    assert not errors, errors
+    stop_all(workers)
 
 
 def _run_and_check(settings: OntimeSettings, running: list[WorkerThread]) -> list[Result]:
