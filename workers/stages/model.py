@@ -19,7 +19,7 @@ from workers.errors import ModelError
 
 
 def variant_dir(ref: str, root: Path = MODELS_DIR) -> Path:
-    """`acoustic/classifier` → models/acoustic/classifier."""
+    """`acoustic/classifier` → <root>/acoustic/classifier (root: `settings.models_dir`, default models/)."""
     return root / ref
 
 
