@@ -31,9 +31,11 @@ BAD_SAMPLES: Final = "bad-samples"
 """NaN, Inf or otherwise invalid values."""
 MODEL_ERROR: Final = "model-error"
 """The model raised on this frame even when run alone."""
+TOO_LARGE: Final = "too-large"
+"""An output the producer or broker refuses for its size or form; dead-lettered as a source reference."""
 
 LATE_REASONS: Final = (EXPIRED, INSUFFICIENT_BUDGET, MISSED, SKIPPED)
-DLQ_REASONS: Final = (POISON, BAD_CONTENT_TYPE, BAD_SHAPE, BAD_SAMPLES, MODEL_ERROR)
+DLQ_REASONS: Final = (POISON, BAD_CONTENT_TYPE, BAD_SHAPE, BAD_SAMPLES, MODEL_ERROR, TOO_LARGE)
 
 ShedReason = Literal["expired", "insufficient-budget"]
 """Why admission sheds a frame before compute (a test checks it equals EXPIRED, INSUFFICIENT_BUDGET)."""
