@@ -24,7 +24,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from pipelines.acoustic.recordings import Clip, real_clips
 from workers.config.settings import OntimeSettings, load_settings, merge_overrides
 from workers.config.spec import TOPIC_KINDS, StageSpec
-from workers.kafka.topics import pipeline_topics
+from workers.kafka.groups import wait_assigned
+from workers.kafka.topics import admin_client, pipeline_topics
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.stages.chain import build_stages
@@ -230,6 +231,13 @@ def committed_total(settings: OntimeSettings, stage: str) -> int:
         return sum(max(0, tp.offset) for tp in consumer.committed(parts, timeout=10))
     finally:
         consumer.close()
+
+
+def wait_assigned_stages(settings: OntimeSettings, stages: Sequence[str], timeout: float = 90.0) -> None:
+    """Until each stage's consumer group holds partitions (workers.kafka.groups, as the demo waits)."""
+    groups = [settings.pipeline.group_id(s) for s in stages]
+    unassigned = wait_assigned(admin_client(settings.kafka), groups, timeout)
+    assert not unassigned, f"consumer groups not assigned after {timeout:.0f} s: {sorted(unassigned)}"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

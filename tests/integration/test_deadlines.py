@@ -20,11 +20,9 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.errors import LATE_REASONS
 from schemas.results import Result
-from tests.integration.pipeline_kit import make_topics
+from tests.integration.pipeline_kit import make_topics, wait_assigned_stages
 from workers.config.settings import KafkaSettings, OntimeSettings, load_settings
 from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
-from workers.kafka.groups import wait_assigned
-from workers.kafka.topics import admin_client
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
@@ -75,9 +73,7 @@ def running(settings: OntimeSettings, groups: list[list[str]]) -> Iterator[dict[
     for t in threads:
         t.start()
     try:
-        first_stages = [settings.pipeline.group_id(names[0]) for names in groups]
-        unassigned = wait_assigned(admin_client(settings.kafka), first_stages, 90.0)
-        assert not unassigned, f"consumer groups not assigned after 90 s: {sorted(unassigned)}"
+        wait_assigned_stages(settings, [names[0] for names in groups], 90.0)
         yield stages
     finally:
         for w in workers:

@@ -31,13 +31,13 @@ from tests.integration.pipeline_kit import (
     fresh_pipeline,
     produce,
     send_frames,
+    wait_assigned_stages,
     wait_for,
 )
 from workers.config.spec import MODELS_DIR
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.stages.chain import build_stages
-from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
 
@@ -51,7 +51,7 @@ def test_a_frame_too_large_to_copy_is_a_dead_letter_reference_and_the_worker_goe
     worker = WorkerThread(settings, ["preprocess"])
     reader = Reader(kafka_bootstrap, [topics.features, topics.dlq], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess"], 90.0)
+        wait_assigned_stages(settings, ["preprocess"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, good[:3])
         big = b"\x01\x00" * 520_000  # 1,040,000 bytes: the broker takes it, its DLQ copy cannot fit
         produce(
@@ -115,7 +115,7 @@ def test_a_model_failing_on_every_frame_opens_the_circuit_instead_of_draining_th
     thread.start()
     reader = Reader(kafka_bootstrap, [topics.dlq, topics.scores], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess", "infer"], 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, [frames[i % len(frames)] for i in range(sent)])
         wait_for(lambda: infer.breaker.open, 120.0, "the circuit opens")
         time.sleep(2.0)  # held: nothing more is dead-lettered
@@ -156,7 +156,7 @@ def test_exactly_once_survives_kill_9_with_no_duplicates_and_nothing_lost(
     try:
         rest.wait_started()
         first.wait_started()
-        wait_assigned(settings, ["preprocess", "infer"], 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, batch)
         wait_for(lambda: _count(kafka_bootstrap, topics.results) >= 40, 120.0, "results flowing")
         first.proc.kill()  # kill -9 mid-stream, transactions open

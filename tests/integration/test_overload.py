@@ -16,10 +16,9 @@ from tests.integration.pipeline_kit import (
     eval_clips,
     frames_from,
     fresh_pipeline,
+    wait_assigned_stages,
     wait_for,
 )
-from workers.kafka.groups import wait_assigned
-from workers.kafka.topics import admin_client
 from workers.loop.skip import MIN_SKIP, SKIPPED
 from workers.messages import headers as h
 
@@ -53,9 +52,7 @@ def test_a_hopeless_backlog_is_skipped_by_seeking_and_accounted_frame_for_frame(
     worker = WorkerThread(settings, ["preprocess"])
     reader = Reader(kafka_bootstrap, [topics.features, topics.late, topics.dlq], partitions=1)
     try:
-        assert not wait_assigned(
-            admin_client(settings.kafka), [settings.pipeline.group_id("preprocess")], 90.0
-        )
+        wait_assigned_stages(settings, ["preprocess"], 90.0)
 
         def late_frames(records: list) -> int:  # type: ignore[type-arg]
             return sum(
@@ -104,8 +101,7 @@ def test_latency_reports_reach_the_control_topic_and_the_upstream_board(
     rest = WorkerThread(settings, ["infer", "postprocess"])
     reader = Reader(kafka_bootstrap, [topics.control, topics.results], partitions=1)
     try:
-        groups = [settings.pipeline.group_id(s) for s in ("preprocess", "infer")]
-        assert not wait_assigned(admin_client(settings.kafka), groups, 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         for batch in range(6):
             _publish(kafka_bootstrap, topics.raw, 20, f"b{batch}", timestamp_ms=None)
         reports = reader.read_until(

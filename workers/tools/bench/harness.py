@@ -26,7 +26,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException,
 from workers.config.settings import KafkaSettings, OntimeSettings
 from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
 from workers.errors import OntimeError
-from workers.kafka.groups import wait_assigned
+from workers.kafka import groups
 from workers.kafka.topics import admin_client
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
@@ -81,8 +81,8 @@ class Workers:
     def _wait_ready(self, timeout_s: float) -> None:
         spec = self.settings.pipeline
         admin = admin_client(self.settings.kafka, "ontime-bench")
-        groups = [spec.group_id(s) for s in STAGE_ORDER]
-        pending = wait_assigned(admin, groups, timeout_s, self.check_alive)
+        group_ids = [spec.group_id(s) for s in STAGE_ORDER]
+        pending = groups.wait_assigned(admin, group_ids, timeout_s, self.check_alive)
         if pending:
             raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
 
