@@ -13,7 +13,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-samples", "poison", "model-error")
+DLQ_REASONS = (
+    "bad-header",
+    "bad-content-type",
+    "bad-shape",
+    "bad-dtype",
+    "bad-samples",
+    "poison",
+    "model-error",
+)
 LATE_REASONS = ("expired", "insufficient-budget", "missed", "skipped")
 
 
