@@ -16,6 +16,7 @@ Trust rules (docs/reliability.md):
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ SOURCE_OFFSET = "ontime-source-offset"
 # On a P.late record that stands for a skipped range of frames: how many (default 1).
 LATE_COUNT = "ontime-late-count"
 
+# Stands in for the headers of a record whose header names could not be decoded (see `read`).
+UNREADABLE = "ontime-unreadable-headers"
 # Written only by ontime's stages; a device (on P.raw) has no business setting them.
 INTERNAL = (
     STAGE_MS,
@@ -72,12 +75,30 @@ def is_internal(name: str) -> bool:
 
 
 def read(msg: Any) -> RawHeaders:
-    """`msg.headers()`, or BadHeader when confluent-kafka cannot decode a header name."""
+    """`msg.headers()`, or BadHeader when confluent-kafka cannot decode a header name.
+
+    confluent-kafka (2.16) fails inside C on a header name that is not UTF-8: it returns a list
+    holding a NULL *with* an exception set, and caches that list for every later call. Called from
+    Python bytecode, CPython 3.11 turns this into SystemError only until the call site is
+    specialized (after ~8 calls); then the broken list comes back, the exception surfaces later,
+    and touching the list crashes the process. So the call goes through C (`methodcaller`, always
+    checked), and on failure the message's headers are replaced with one `UNREADABLE` marker,
+    which every later reader of the same message sees instead.
+    """
     try:
-        return list(msg.headers() or ())
+        headers = list(_headers_of(msg) or ())
     except Exception as exc:  # SystemError wrapping UnicodeDecodeError, raised from C
         cause = exc.__cause__ or exc.__context__ or exc
-        raise BadHeader(f"header names are not UTF-8; no header could be read ({cause})") from None
+        detail = f"header names are not UTF-8; no header could be read ({cause})"[:500]
+        msg.set_headers([(UNREADABLE, detail.encode())])
+        raise BadHeader(detail) from None
+    if headers and headers[0][0] == UNREADABLE:
+        marker = headers[0][1]
+        raise BadHeader(marker.decode("utf-8", "replace") if isinstance(marker, bytes) else str(marker))
+    return headers
+
+
+_headers_of = operator.methodcaller("headers")
 
 
 def decode(headers: Iterable[tuple[str, bytes | str | None]]) -> dict[str, str]:
