@@ -95,6 +95,9 @@ def read(msg: Any) -> RawHeaders:
     if headers and headers[0][0] == UNREADABLE:
         marker = headers[0][1]
         raise BadHeader(marker.decode("utf-8", "replace") if isinstance(marker, bytes) else str(marker))
+    for name, value in headers:
+        if not isinstance(name, str) or not isinstance(value, bytes | str | None):
+            raise BadHeader(f"header {name!r} is not a text name with a bytes value")
     return headers
 
 
