@@ -23,7 +23,7 @@ MAX_CONTENT_TYPE_CHARS = 256
 # Epoch milliseconds a device may state: 2001-09-09 .. 5138; anything else is not a time.
 MIN_EPOCH_MS, MAX_EPOCH_MS = 10**12, 10**14
 STATUSES = ("ok", "degraded", "late")
-_MODEL = re.compile(r"[^:\s]{1,128}:[^:\s]{1,64}:[0-9a-f]{64}")
+_MODEL = re.compile(r"[^:\x00-\x1f]{1,128}:[^:\x00-\x1f]{1,64}:[0-9a-f]{64}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 MAX_TRACESTATE_CHARS = 512
 

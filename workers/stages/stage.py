@@ -4,10 +4,12 @@
 message whether it is emitted downstream, routed late, or dead-lettered, and never raises for a
 bad message. In order, for one batch:
 
-1. admission (headers only, no compute): members that cannot finish in time are shed to `P.late`
-   (`expired`, `insufficient-budget`); when the primary model would miss but the fallback fits,
-   the most urgent members run on the fallback and answer `degraded` (see workers/shedding.py);
-2. decode: undecodable members go to `P.dlq`;
+1. validate and decode every member (cheap): header defects, undecodable payloads and tensors
+   whose dtype or shape the model cannot take go to `P.dlq`, however loaded the stage is; on the
+   pipeline's input topic, internal headers set by a device are dropped first;
+2. admission of the valid members (no compute): those that cannot finish in time are shed to
+   `P.late` (`expired`, `insufficient-budget`); when the primary model would miss but the fallback
+   fits, the most urgent members run on the fallback and answer `degraded` (see admission.py);
 3. cache (when enabled): identical inputs already answered by the primary are served as is;
 4. gate (when configured): a tiny model answers alone where it is confident enough;
 5. the model runs once per variant on its group; each run feeds that variant's cost model;

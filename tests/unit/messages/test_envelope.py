@@ -100,3 +100,15 @@ def test_content_type_defect_keeps_the_dlq_headers_small() -> None:
     env = envelope(Record([(h.CONTENT_TYPE, b"a/b;" + b"x=y;" * 10_000)]))
     assert isinstance(env.defect, BadContentType)
     assert sum(len(v) for _, v in env.error_headers("preprocess", "bad-content-type", "d" * 5000)) < 2000
+
+
+def test_every_served_model_identity_is_a_valid_model_header() -> None:
+    from workers.config.settings import load_settings
+    from workers.stages.model import load_verified
+
+    for name, stage in load_settings("acoustic").pipeline.stages.items():
+        for ref in filter(None, (stage.model, stage.fallback)):
+            card, _ = load_verified(ref)
+            identity = f"{card.name}:{card.version}:{card.sha256}"
+            env = envelope(Record([(h.MODEL, identity.encode())]))
+            assert env.internal_defect is None and env.model == identity, (name, ref)
