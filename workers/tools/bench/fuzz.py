@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def targets() -> dict[str, Target]:
     """Entry point name → function of fuzzer bytes (imports happen here, under instrumentation)."""
     import atheris
 
-    from workers.config.spec import FrameSpec
+    from workers.config.spec import STAGE_ORDER, FrameSpec
     from workers.errors import PoisonMessage
     from workers.messages import codec
     from workers.messages import headers as h
@@ -76,7 +77,7 @@ def targets() -> dict[str, Target]:
 
     def decode_tensor(data: bytes) -> None:
         fdp = atheris.FuzzedDataProvider(data)
-        content_type = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 300))
+        content_type = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)).decode("utf-8", "replace")
         if fdp.ConsumeBool():
             content_type = f"{codec.TENSOR_MIME};{content_type}"
         try:
@@ -100,9 +101,11 @@ def targets() -> dict[str, Target]:
         assert samples.shape == (frame.samples,)
 
     def parse_stage_ms(data: bytes) -> None:
-        text = atheris.FuzzedDataProvider(data).ConsumeUnicodeNoSurrogates(len(data))
+        text = data.decode("utf-8", "replace")  # bytes map straight to text: dictionary tokens work
         times = h.parse_stage_ms(text)
-        assert len(times) <= 3 and len(h.render_stage_ms(times)) <= h.MAX_STAGE_MS_CHARS
+        assert len(times) <= len(STAGE_ORDER) and len(h.render_stage_ms(times)) <= h.MAX_STAGE_MS_CHARS
+        for t in times:
+            assert t.stage in STAGE_ORDER and 0 <= t.queue_ms <= h.MAX_STAGE_MS >= t.compute_ms >= 0, t
 
     def stamp_deadline(data: bytes) -> None:
         fdp = atheris.FuzzedDataProvider(data)
@@ -128,7 +131,7 @@ def targets() -> dict[str, Target]:
         env.distrust()
 
     def content_type(data: bytes) -> None:
-        text = atheris.FuzzedDataProvider(data).ConsumeUnicode(len(data))
+        text = data.decode("utf-8", "replace")
         try:
             codec.ContentType.parse(text)
         except PoisonMessage:
@@ -143,6 +146,15 @@ def targets() -> dict[str, Target]:
         "envelope": envelope,
     }
 
+
+# Tokens libFuzzer splices into inputs (-dict): the grammar of content types and headers.
+DICTIONARY = (
+    *("=", "/", ",", ";", "x", "-", ".", "e", "nan", "inf", "-inf", "1e308", "0", "1", "40", "101"),
+    *("preprocess", "infer", "postprocess", "application/x-ontime-tensor", "application/json"),
+    *("dtype=", "shape=", "float32", "float64", "int16", "uint8", "1x40x101", "1x17"),
+    *("audio/pcm", "format=", "s16le", "f32le", "rate=16000", "channels=1"),
+    *("ontime-id", "ontime-deadline-ms", "ontime-stage-ms", "ontime-model", "ontime-status"),
+)
 
 TARGETS = ("decode_tensor", "decode_frame", "content_type", "parse_stage_ms", "stamp", "envelope")
 
@@ -171,6 +183,7 @@ def run_target(target: str, seconds: float, workdir: Path) -> FuzzRun:
         f"-artifact_prefix={workdir}/{target}-",
         "-rss_limit_mb=2048",
         "-print_final_stats=1",
+        f"-dict={_dictionary(workdir)}",
     ]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=seconds + 120)
@@ -183,6 +196,12 @@ def run_target(target: str, seconds: float, workdir: Path) -> FuzzRun:
         tail = [line for line in proc.stderr.splitlines() if line.strip()][-12:]
         note = f"exit {proc.returncode}: " + " | ".join(tail)
     return FuzzRun(target, runs, cov, ft, corp, took, len(crashes), note)
+
+
+def _dictionary(workdir: Path) -> Path:
+    path = workdir / "ontime.dict"
+    path.write_text("".join(f'"{token}"\n' for token in DICTIONARY))
+    return path
 
 
 def render(runs: list[FuzzRun]) -> str:
@@ -207,16 +226,17 @@ def run_bench(
         raise SystemExit(f"atheris is not installed ({exc}): pip install -e '.[dev]' (Linux)") from None
     chosen = only or list(TARGETS)
     results: list[FuzzRun] = []
-    with tempfile.TemporaryDirectory(prefix="ontime-fuzz-") as tmp:
-        workdir = keep or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for target in chosen:
-            out.write(f"fuzzing {target} for {seconds:g} s ...\n")
-            out.flush()
-            results.append(run_target(target, seconds, workdir))
+    workdir = keep or Path(tempfile.mkdtemp(prefix="ontime-fuzz-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    for target in chosen:
+        out.write(f"fuzzing {target} for {seconds:g} s ...\n")
+        out.flush()
+        results.append(run_target(target, seconds, workdir))
     out.write("\n" + render(results) + "\n")
     if any(r.findings for r in results):
         out.write(f"findings saved under {workdir}\n")
+    elif keep is None:
+        shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
