@@ -190,8 +190,10 @@ def test_battery_of_hostile_inputs(
         "scores": tensor_type("float32", "1x17"),
     }
     table = cases(inputs)
+    # Workers start once everything is sent: a kcat record's offset is read off the partition's
+    # high watermark, which must not move under a worker's own output meanwhile.
     for stage in ("preprocess", "infer", "postprocess"):
-        workers.append(WorkerThread(settings, [stage]))
+        workers.append(WorkerThread(settings, [stage], start_now=False))
 
     sender = Sender(kafka_bootstrap)
     sent: list[Sent] = []
@@ -223,6 +225,8 @@ def test_battery_of_hostile_inputs(
         )
         sent.append(Sent(good_id, coord, "result", good_id))
 
+    for w in workers:
+        w.start()
     reader = Reader(kafka_bootstrap, [topics.results, topics.dlq, topics.late], parts)
     try:
 
