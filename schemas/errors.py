@@ -21,6 +21,7 @@ DLQ_REASONS = (
     "bad-samples",
     "poison",
     "model-error",
+    "too-large",  # an output over the producer's limit, dead-lettered by reference (workers/loop/outputs.py)
 )
 LATE_REASONS = ("expired", "insufficient-budget", "missed", "skipped")
 
