@@ -8,7 +8,9 @@
     ├── Abandoned            (workers.loop.worker) a second stop signal cut the batch in hand short
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
         ├── BadContentType   header missing or not what the stage accepts
+        ├── BadHeader        a header the pipeline reads is not UTF-8, too long, or malformed
         ├── BadShape         payload size does not match the declared dtype and shape
+        ├── BadDtype         a tensor's dtype is not what the stage's model takes
         └── BadSamples       NaN/Inf or otherwise invalid values
 
 `PoisonMessage.reason` is the short machine-readable code written to `ontime-error-reason`.
@@ -49,8 +51,16 @@ class BadContentType(PoisonMessage):
     reason: str = reasons.BAD_CONTENT_TYPE
 
 
+class BadHeader(PoisonMessage):
+    reason: str = reasons.BAD_HEADER
+
+
 class BadShape(PoisonMessage):
     reason: str = reasons.BAD_SHAPE
+
+
+class BadDtype(PoisonMessage):
+    reason: str = reasons.BAD_DTYPE
 
 
 class BadSamples(PoisonMessage):

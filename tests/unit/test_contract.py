@@ -71,8 +71,14 @@ def contract() -> dict[str, str]:
 
 
 # -- the code ------------------------------------------------------------------------------
+# Set on a consumed message inside the worker when its header names cannot be read; never produced.
+IN_PROCESS_ONLY = {headers.UNREADABLE}
+
+
 def header_constants() -> set[str]:
-    return {v for k, v in vars(headers).items() if k.isupper() and isinstance(v, str)}
+    """Every header name the code defines that a record on a topic can carry."""
+    names = {v for k, v in vars(headers).items() if k.isupper() and isinstance(v, str)}
+    return names - IN_PROCESS_ONLY
 
 
 def metric_names() -> set[str]:
@@ -168,7 +174,8 @@ def _literals(path: Path) -> list[str]:
 
 def spelled_elsewhere() -> dict[str, set[str]]:
     """file → header names or reason codes its string literals spell, outside their own modules."""
-    names = sorted(header_constants() - {headers.TRACEPARENT, headers.TRACESTATE}, key=len, reverse=True)
+    spelled = header_constants() | IN_PROCESS_ONLY
+    names = sorted(spelled - {headers.TRACEPARENT, headers.TRACESTATE}, key=len, reverse=True)
     header_re = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])")
     codes = set(reasons.LATE_REASONS) | set(reasons.DLQ_REASONS)
     own = {"workers/messages/headers.py", "workers/messages/reasons.py"}

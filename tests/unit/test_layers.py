@@ -45,13 +45,13 @@ TOOLS = ("workers.tools", "workers.cli", "workers.localkafka")
 _BOTTOM = {"names", "errors", "config"}
 # layer → (module prefixes, the other layers it may import). Bottom to top.
 LAYERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
-    # Wire names (header names, reason codes): import nothing, so anyone may use them.
-    "names": (("workers.messages.headers", "workers.messages.reasons"), set()),
+    # Reason codes: import nothing, so anyone (errors too) may use them.
+    "names": (("workers.messages.reasons",), set()),
     "errors": (("workers.errors",), {"names"}),
-    # The contracts shared with other languages; they only spell the wire names.
-    "schemas": (("schemas",), {"names"}),
+    # The contracts shared with other languages; they spell names from reasons and messages.headers.
+    "schemas": (("schemas",), {"names", "messages", "config", "errors"}),
     "config": (("workers.config",), {"names", "errors"}),
-    "messages": (("workers.messages",), _BOTTOM),
+    "messages": (("workers.messages",), _BOTTOM),  # headers.py: names, and reading untrusted records
     "deadlines": (("workers.deadlines",), _BOTTOM | {"messages"}),
     # The hooks a stage or the loop reports through (no-op by default) and structured logs.
     "telemetry hooks": (("workers.telemetry.hooks", "workers.telemetry.logs"), _BOTTOM | {"messages"}),
@@ -317,7 +317,8 @@ def test_violations_are_reported() -> None:
         "workers.messages.codec (messages) imports workers.stages.stage (stages)",
         "workers.messages.codec (messages) imports workers.tools.demo (tools)",
     ]
-    assert layer_of("workers.messages.headers") == "names"
+    assert layer_of("workers.messages.reasons") == "names"
+    assert layer_of("workers.messages.headers") == "messages"
     assert layer_of("workers.telemetry.metrics") == "telemetry"
     assert layer_of("workers.telemetry.hooks") == "telemetry hooks"
 

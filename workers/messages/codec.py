@@ -17,6 +17,7 @@ from workers.messages import headers as h
 
 TENSOR_MIME = "application/x-ontime-tensor"
 JSON_MIME = "application/json"
+MAX_CHARS = 256  # a content type longer than this is not one
 
 _DTYPES: dict[str, np.dtype[np.generic]] = {
     name: np.dtype(name).newbyteorder("<")
@@ -35,6 +36,8 @@ class ContentType:
     def parse(cls, text: str | None) -> ContentType:
         if not text or not text.strip():
             raise BadContentType(f"missing {h.CONTENT_TYPE} header")
+        if len(text) > MAX_CHARS:
+            raise BadContentType(f"content type is {len(text)} characters long; at most {MAX_CHARS}")
         mime, *rest = (p.strip() for p in text.split(";"))
         params: dict[str, str] = {}
         for item in rest:

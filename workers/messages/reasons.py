@@ -23,10 +23,14 @@ could allow. One record stands for `ontime-late-count` frames."""
 # P.dlq: the frame can never be processed; retrying would fail the same way.
 POISON: Final = "poison"
 """The record itself is unreadable (e.g. garbled headers), or a PoisonMessage without a finer code."""
+BAD_HEADER: Final = "bad-header"
+"""A header the pipeline reads is not UTF-8, too long, or malformed (docs/reliability.md)."""
 BAD_CONTENT_TYPE: Final = "bad-content-type"
 """`ontime-content-type` is missing or is not what the stage accepts."""
 BAD_SHAPE: Final = "bad-shape"
 """The payload size does not match the declared dtype and shape (or the frame length)."""
+BAD_DTYPE: Final = "bad-dtype"
+"""A tensor's dtype is not what the stage's model takes."""
 BAD_SAMPLES: Final = "bad-samples"
 """NaN, Inf or otherwise invalid values."""
 MODEL_ERROR: Final = "model-error"
@@ -35,7 +39,16 @@ TOO_LARGE: Final = "too-large"
 """An output the producer or broker refuses for its size or form; dead-lettered as a source reference."""
 
 LATE_REASONS: Final = (EXPIRED, INSUFFICIENT_BUDGET, MISSED, SKIPPED)
-DLQ_REASONS: Final = (POISON, BAD_CONTENT_TYPE, BAD_SHAPE, BAD_SAMPLES, MODEL_ERROR, TOO_LARGE)
+DLQ_REASONS: Final = (
+    BAD_HEADER,
+    BAD_CONTENT_TYPE,
+    BAD_SHAPE,
+    BAD_DTYPE,
+    BAD_SAMPLES,
+    POISON,
+    MODEL_ERROR,
+    TOO_LARGE,
+)
 
 ShedReason = Literal["expired", "insufficient-budget"]
 """Why admission sheds a frame before compute (a test checks it equals EXPIRED, INSUFFICIENT_BUDGET)."""
