@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.integration.pipeline_kit import WorkerThread, stop_all
 from workers.kafka.topics import create, delete
 from workers.localkafka.broker import LocalBroker
 from workers.localkafka.find import FoundBroker, broker_for_run
@@ -55,6 +56,15 @@ def kafka_bootstrap(found_broker: FoundBroker) -> str:
 def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     """An AdminClient on the session's cluster."""
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerThread]]:
+    """Stage workers (threads) a test starts; all stopped at the end, every error reported, even when
+    the test fails."""
+    started: list[WorkerThread] = []
+    yield started
+    stop_all(started)
 
 
 @pytest.fixture

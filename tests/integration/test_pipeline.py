@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
@@ -26,7 +25,6 @@ from tests.integration.pipeline_kit import (
     pipeline_overrides,
     record_count,
     send_frames,
-    stop_all,
     wait_for,
 )
 from workers.config.settings import OntimeSettings, load_settings
@@ -36,11 +34,9 @@ STAGES = ["preprocess", "infer", "postprocess"]
 
 
 @pytest.fixture
-def running() -> Iterator[list[WorkerThread]]:
-    """Workers a test starts; all stopped (gracefully) at the end, even when the test fails."""
-    workers: list[WorkerThread] = []
-    yield workers
-    stop_all(workers)
+def running(workers: list[WorkerThread]) -> list[WorkerThread]:
+    """Workers a test starts (conftest's `workers`): all stopped at the end, even when the test fails."""
+    return workers
 
 
 def _run_and_check(settings: OntimeSettings, running: list[WorkerThread]) -> list[Result]:
