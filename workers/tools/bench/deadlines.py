@@ -38,6 +38,7 @@ from workers.tools.bench.harness import (
     Collector,
     LagProbe,
     Workers,
+    backlog_rate,
     broker,
     create_topics,
     delete_topics,
@@ -113,17 +114,14 @@ def measure_capacity(
             if time.monotonic() > give_up:
                 raise BenchError(f"capacity run: {collector.accounted(ids)}/{len(ids)} frames after 180 s")
             time.sleep(0.2)  # waiting on another thread's progress
-        arrivals = np.sort(
-            [s.appended_ms or s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"]
-        )
-        if arrivals.size < 20:
-            raise BenchError(f"capacity run: only {arrivals.size} results of {len(ids)} frames")
-        lo, hi = np.quantile(arrivals, [0.1, 0.9])
-        capacity = 0.8 * arrivals.size / max(1e-3, (hi - lo) / 1000.0)
+        arrivals = [s.appended_ms or s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"]
+        if len(arrivals) < 20:
+            raise BenchError(f"capacity run: only {len(arrivals)} results of {len(ids)} frames")
+        capacity = backlog_rate(arrivals)
         out.write(
-            f"capacity: {capacity:.0f} frames/s ({arrivals.size} frames backlog, 10th–90th percentile)\n"
+            f"capacity: {capacity:.0f} frames/s ({len(arrivals)} frames backlog, 10th–90th percentile)\n"
         )
-        return float(capacity)
+        return capacity
     finally:
         workers.stop()
         collector.stop()

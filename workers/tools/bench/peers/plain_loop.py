@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 headers = msg.headers() or []
-                hd = h.as_dict(headers)
+                hd = h.as_dict(headers)  # type: ignore[arg-type]
                 key = msg.key()
                 try:
                     label, score = spotter.answer(msg.value(), hd.get(h.CONTENT_TYPE, ""))

@@ -68,7 +68,9 @@ class Spotter:
         return self.labels[index], float(out["top_prob"][0][0])
 
 
-def result(frame_id: str, device: str | None, captured_ms: str, label: str, score: float) -> dict[str, object]:
+def result(
+    frame_id: str, device: str | None, captured_ms: str, label: str, score: float
+) -> dict[str, object]:
     """The peer's JSON result: enough for the benchmark to judge it against the same deadline."""
     return {
         "id": frame_id,
