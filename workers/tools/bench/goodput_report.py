@@ -101,8 +101,9 @@ def plot(cells: Sequence[Median], path: Path) -> Path:
         right.plot(
             [c.factor for c in mine], [c.goodput_pct / 100.0 for c in mine], "o-", color=colour, label=name
         )
-    factors = sorted({c.factor for c in steady}) or [1.0]
-    right.plot([0, 1, max(factors)], [0, 1, 1], "k--", linewidth=1, label="ideal: min(offered, capacity)")
+    factors = sorted({c.factor for c in steady} | {1.0})
+    ideal = [min(f, 1.0) for f in factors]
+    right.plot(factors, ideal, "k--", linewidth=1, label="ideal: min(offered, capacity)")
     left.set(
         xlabel="offered frames/s",
         ylabel="on-time results/s (goodput)",
@@ -114,6 +115,7 @@ def plot(cells: Sequence[Median], path: Path) -> Path:
         title="normalised to each contender's capacity",
     )
     right.set_xscale("log", base=2)
+    right.set_xticks(factors, [f"{f:g}×" for f in factors])
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
