@@ -289,6 +289,11 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 def _cmd(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
-    out_dir = args.out or Path(".ontime") / f"bench-goodput-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    out_dir = args.out
+    if out_dir is None:
+        out_dir = Path(".ontime") / f"bench-goodput-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Run files are scratch: keep them out of git without touching the repo's .gitignore.
+        (out_dir.parent / ".gitignore").write_text("*\n")
     run_goodput(args.load_settings(), sys.stdout, plan, out_dir)
     return 0

@@ -72,7 +72,7 @@ def render_ratios(cells: Sequence[Median]) -> str:
             if mine is None or ref is None:
                 continue
             a, b = (mine.capacity, ref.capacity) if load == CAPACITY else (mine.goodput, ref.goodput)
-            parts.append(f"{what} {_f(a / b, 2) if b else '-'}×")
+            parts.append(f"{what} {_f(a / b, 2)}×" if b else f"{what} {_f(a, 0)} against {REFERENCE}'s 0")
         lines.append(f"{name} vs {REFERENCE}: " + ", ".join(parts))
     peers = [by[(n, "2×")] for n in contenders if (n, "2×") in by and not n.startswith("ontime")]
     if peers:
