@@ -15,7 +15,7 @@ from workers.messages import headers as h
 from workers.tools.bench.goodput import FULL, QUICK, plan_from_args, register_cli, run_goodput
 from workers.tools.bench.goodput_report import plot, render_capacity, render_loads, render_ratios
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
-from workers.tools.bench.harness import LATE_COUNT, BenchError, Seen, late_count, record_key
+from workers.tools.bench.harness import BenchError, Seen, late_count, private_pipeline, record_key
 from workers.tools.bench.usage import cpu_ms, peak_rss_mb
 
 BUDGET = 250.0
@@ -92,7 +92,6 @@ def test_a_late_record_is_keyed_by_id_and_a_counted_range_by_its_source() -> Non
     assert (
         record_key({h.SOURCE_TOPIC: "p.raw", h.SOURCE_PARTITION: "0", h.SOURCE_OFFSET: "7"}) == "p.raw/0/7+1"
     )
-    assert LATE_COUNT.startswith("ontime-")
     assert [late_count(v) for v in ("", "1", "12", "0", "-3", "x")] == [1, 1, 12, 1, 1, 1]
 
 
@@ -187,3 +186,12 @@ def test_quick_and_full_plans_and_overrides() -> None:
 def test_an_unknown_contender_is_refused_before_anything_starts() -> None:
     with pytest.raises(BenchError, match="flink"):
         run_goodput(load_settings("acoustic"), io.StringIO(), replace(QUICK, contenders=("quix", "flink")))
+
+
+def test_a_private_pipeline_shares_no_topic_with_the_shipped_one() -> None:
+    shipped = load_settings("acoustic")
+    private = private_pipeline(shipped, "127.0.0.1:1", "gp")
+    names = private.pipeline.topics.all()
+    assert len(set(names)) == len(names) == len(shipped.pipeline.topics.all())
+    assert not set(names) & set(shipped.pipeline.topics.all())  # the control topic included
+    assert all(n.startswith(f"gp-{private.pipeline.name[2:]}.") for n in names)

@@ -68,7 +68,7 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
     data["topics"].update(
-        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq")}
+        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq", "control")}
     )
     data.update(changes)
     return settings.model_copy(
@@ -87,7 +87,10 @@ def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
     appended = {"message.timestamp.type": "LogAppendTime"}
     new = [
         NewTopic(
-            t, topics.partitions, topics.replication_factor, config=appended if t == topics.results else {}
+            t,
+            topics.config_of(t)[0],
+            topics.replication_factor,
+            config={**topics.config_of(t)[1], **(appended if t == topics.results else {})},
         )
         for t in topics.all()
     ]
@@ -98,7 +101,7 @@ def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
         meta = admin.list_topics(timeout=10).topics
         if all(
             t in meta
-            and len(meta[t].partitions) == topics.partitions
+            and len(meta[t].partitions) == topics.config_of(t)[0]
             and all(p.leader >= 0 for p in meta[t].partitions.values())
             for t in topics.all()
         ):
@@ -231,11 +234,6 @@ class Workers:
         self.procs = []
 
 
-# Frames one late record stands for, when a stage accounts a skipped range of its input with a
-# single record (late by reference); absent means 1. Taken from the contract once it names it.
-LATE_COUNT: str = getattr(h, "LATE_COUNT", "ontime-late-count")
-
-
 @dataclass(slots=True)
 class Seen:
     """One frame (or a counted range of them) as it came out: where, when, and what it said."""
@@ -254,7 +252,7 @@ class Seen:
 
 
 def late_count(value: str) -> int:
-    """The late-count header's value; a missing or unreadable one counts as one frame."""
+    """Frames a late record stands for (`ontime-late-count`, set on a skipped range); absent: 1."""
     return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
@@ -330,7 +328,7 @@ class Collector:
                     reason=hd.get(h.ERROR_REASON, ""),
                     stage=hd.get(h.ERROR_STAGE, ""),
                     deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
-                    count=late_count(hd.get(LATE_COUNT, "")),
+                    count=late_count(hd.get(h.LATE_COUNT, "")),
                 )
                 self._keep(record_key(hd, seen.count), seen)
 
