@@ -13,7 +13,7 @@ import pytest
 from workers.config.settings import load_settings
 from workers.messages import headers as h
 from workers.tools.bench.goodput import FULL, QUICK, plan_from_args, register_cli, run_goodput
-from workers.tools.bench.goodput_report import plot, render_capacity, render_loads, render_ratios
+from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
 from workers.tools.bench.harness import BenchError, Seen, late_count, private_pipeline, record_key
 from workers.tools.bench.usage import cpu_ms, peak_rss_mb
@@ -48,11 +48,17 @@ def test_ontime_results_are_judged_against_their_own_deadline() -> None:
 def test_late_records_with_a_count_stand_for_that_many_frames() -> None:
     row = Row("ontime split", "4×", 4.0, 100.0, sent=13)
     row.add(result(0, 10, deadline=250), BUDGET)
-    row.add(Seen("late", 0.0, reason="insufficient-budget"), BUDGET)
-    row.add(Seen("late", 0.0, reason="expired", count=10), BUDGET)
-    row.add(Seen("late", 0.0, reason="missed"), BUDGET)
+    row.add(Seen("late", 0.0, reason="insufficient-budget", stage="preprocess"), BUDGET)
+    row.add(Seen("late", 0.0, reason="skipped", stage="preprocess", count=10), BUDGET)
+    row.add(Seen("late", 0.0, reason="missed", stage="postprocess"), BUDGET)
     assert (row.results, row.late, row.missed, row.dlq) == (1, 12, 1, 0)
     assert row.exact
+    assert row.late_by == {
+        "preprocess:insufficient-budget": 1,
+        "preprocess:skipped": 10,
+        "postprocess:missed": 1,
+    }
+    assert "ontime split 4×: preprocess:skipped=10" in render_late([row])
     assert row.shed_pct == pytest.approx(100.0 * 12 / 13)
     assert row.on_time_pct == pytest.approx(50.0)  # 1 of 2 admitted (1 result + 1 missed)
 

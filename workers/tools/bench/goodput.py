@@ -33,7 +33,7 @@ from typing import Any, TextIO
 from workers.config.settings import OntimeSettings
 from workers.tools.bench.contenders import CONTENDERS, Contender, Running, default_quix_python
 from workers.tools.bench.deadlines import machine
-from workers.tools.bench.goodput_report import plot, render_capacity, render_loads, render_ratios
+from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
 from workers.tools.bench.harness import (
     BenchError,
@@ -235,6 +235,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
             f"capacity (median of {plan.repeats}):\n\n" + render_capacity(cells),
             "loads (× each contender's own capacity; medians):\n\n" + render_loads(cells),
             render_ratios(cells),
+            render_late(rows),
         ]
     )
     out.write("\n" + report + "\n")

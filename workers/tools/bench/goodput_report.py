@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from workers.tools.bench.goodput_rows import BURST, CAPACITY, Median
+from workers.tools.bench.goodput_rows import BURST, CAPACITY, Median, Row
 
 REFERENCE = "quix"  # ratios are against what a Python user would pick instead
 
@@ -79,6 +79,21 @@ def render_ratios(cells: Sequence[Median]) -> str:
         shares = ", ".join(f"{p.contender} {_f(p.on_time_pct, 1)} % on time" for p in peers)
         lines.append(f"peers at 2× (no deadlines, judged against the same one): {shares}")
     return "\n".join(lines)
+
+
+def render_late(rows: Sequence[Row]) -> str:
+    """Where and why frames went late, per contender and load, summed over repeats."""
+    total: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        into = total.setdefault((row.contender, row.load), {})
+        for where, n in row.late_by.items():
+            into[where] = into.get(where, 0) + n
+    lines = [
+        f"{name} {load}: " + ", ".join(f"{w}={n}" for w, n in sorted(by.items(), key=lambda x: -x[1]))
+        for (name, load), by in total.items()
+        if by
+    ]
+    return "late records by stage:reason (frames, all repeats):\n" + ("\n".join(lines) or "none")
 
 
 def plot(cells: Sequence[Median], path: Path) -> Path:

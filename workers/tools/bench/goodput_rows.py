@@ -45,11 +45,14 @@ class Row:
     cpu_ms: float = 0.0
     rss_mb: list[float] = field(default_factory=list)
     drained: bool = True
+    late_by: dict[str, int] = field(default_factory=dict)  # "stage:reason" → frames
 
     def add(self, seen: Seen, budget_ms: float) -> None:
         """Count one record that came out for this row."""
         if seen.kind == "late":
             self.late += seen.count
+            where = f"{seen.stage}:{seen.reason}"
+            self.late_by[where] = self.late_by.get(where, 0) + seen.count
             self.missed += seen.count if seen.reason == "missed" else 0
             return
         if seen.kind == "dlq":
