@@ -34,6 +34,9 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
     group_protocol: Literal["classic", "consumer"] = "classic"
+    # Static membership (KIP-345): a restarted consumer with the same id takes its partitions back
+    # without a rebalance. One id per replica (the chart uses the pod name); unset: dynamic member.
+    group_instance_id: str | None = Field(None, min_length=1, max_length=249)
     extra: dict[str, str] = Field(default_factory=dict)
 
     def as_librdkafka_dict(self) -> dict[str, str]:

@@ -42,6 +42,8 @@ def consumer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
             "enable.auto.commit": True,
         }
     )
+    if settings.kafka.group_instance_id:
+        conf["group.instance.id"] = settings.kafka.group_instance_id
     if settings.kafka.group_protocol == "consumer":
         for key in _CLASSIC_ONLY:
             conf.pop(key, None)
