@@ -146,10 +146,10 @@ def test_secrets_reach_the_worker_as_files(production: list[Manifest]) -> None:
         assert volumes["kafka-sasl"]["secret"]["items"] == [{"key": f"ontime-{stage}", "path": "password"}]
         assert env["ONTIME_KAFKA__SASL_PASSWORD_FILE"] == "/etc/ontime/kafka-sasl/password"
         for key in (
-            "SSL_CA_LOCATION",
-            "SSL_CERTIFICATE_LOCATION",
-            "SSL_KEY_LOCATION",
-            "SSL_KEY_PASSWORD_FILE",
+            "CA_LOCATION",
+            "CERTIFICATE_LOCATION",
+            "KEY_LOCATION",
+            "KEY_PASSWORD_FILE",
         ):
             assert env[f"ONTIME_KAFKA__SSL_{key}"].startswith("/etc/ontime/kafka-tls/")
 
