@@ -29,6 +29,7 @@ VERB_MODULES = (
     "workers.tools.report",
     "workers.tools.bench",
     "workers.tools.dlq",
+    "workers.tools.offsets",
 )
 BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 
