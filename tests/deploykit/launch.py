@@ -9,7 +9,7 @@ exists solely inside a container or a cluster is substituted, and every substitu
 - the mounted pipeline file: the compose volume's host file / the chart's ConfigMap data;
 - the Kafka bootstrap address: the test broker;
 - the metrics port: a free loopback port (each container has its own network namespace);
-- container-network host names (the OTel collector): a closed loopback port;
+- container-network host names (the OTel collector): a local OTLP/HTTP receiver;
 - the pod name (downward API, static membership): a pod-like name.
 """
 
@@ -19,10 +19,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +94,14 @@ def image_launch(name: str, command: list[str], env: dict[str, Any], target: str
     return launch
 
 
-def localise(launch: Launch, bootstrap: str) -> Launch:
-    """The network substitutions: broker, own metrics port, container-only host names."""
+def localise(launch: Launch, bootstrap: str, otlp_endpoint: str | None = None) -> Launch:
+    """The network substitutions: broker, own metrics port, the collector's container host name
+    (→ `otlp_endpoint`, a local OTLP receiver, or a closed loopback port)."""
     launch.replace_env("ONTIME_KAFKA__BOOTSTRAP_SERVERS", bootstrap)
     if "ONTIME_WORKER__METRICS_PORT" in launch.env:
         launch.replace_env("ONTIME_WORKER__METRICS_PORT", str(free_port()))
     if "OTEL_EXPORTER_OTLP_ENDPOINT" in launch.env:
-        launch.replace_env("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+        launch.replace_env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint or f"http://127.0.0.1:{free_port()}")
     return launch
 
 
@@ -207,3 +210,35 @@ def from_deployment(deployment: dict[str, Any], manifests: list[dict[str, Any]],
             if value == prefix or value.startswith(prefix + "/"):
                 launch.replace_env(key, str(local) + value[len(prefix) :])
     return launch
+
+
+class OtlpSink:
+    """A loopback stand-in for the OTel collector: accepts OTLP/HTTP trace exports, counts them."""
+
+    def __init__(self) -> None:
+        sink = self
+        self.exports: list[tuple[str, int]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.exports.append((self.path, len(body)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
