@@ -75,3 +75,9 @@ def test_static_membership_is_off_unless_an_instance_id_is_set(monkeypatch: pyte
 def test_librdkafka_accepts_a_static_member(protocol: str) -> None:
     settings = _settings(group_protocol=protocol, group_instance_id="ontime-infer-0")
     Consumer(consumer_config(settings, "infer")).close()
+
+
+def test_the_static_member_id_names_the_replica_for_transactions() -> None:
+    from workers.kafka.clients import replica_id
+
+    assert replica_id(_settings(group_instance_id="ontime-infer-7d9f-abcde")) == "ontime-infer-7d9f-abcde"
