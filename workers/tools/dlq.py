@@ -3,7 +3,9 @@
 A dead letter keeps the payload its stage received and names its source (`ontime-source-topic`).
 Re-driving produces that payload, with its key and headers, back to that topic, minus the
 `ontime-error-*` / `ontime-source-*` headers and with a fresh deadline (now + budget): a frame
-that waited hours in the DLQ is judged by the fixed worker, not expired on arrival.
+that waited hours in the DLQ is judged by the fixed worker, not expired on arrival. Letters that
+only reference their source (no payload: the output was too large to produce) are skipped and
+counted; their source coordinates are in the headers.
 
 Progress is the committed offsets of the consumer group `ontime.<P>.redrive` (or
 `ontime.<P>.redrive.<reason>` with `--reason`), committed only after the re-driven records are
@@ -127,6 +129,9 @@ def _one(
     target = headers.get(h.SOURCE_TOPIC, "")
     if target not in inputs:
         report.skipped[f"source topic {target!r} is no stage input"] += 1
+        return
+    if msg.value() is None:  # a reference letter (its record was too large to produce): nothing to send
+        report.skipped[f"reference without payload ({headers.get(h.ERROR_REASON)})"] += 1
         return
     report.redriven[target] += 1
     if dry_run:
