@@ -8,7 +8,7 @@ STFT graph computes at run time. Only numpy is needed.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -58,16 +58,18 @@ def mel_weights() -> Array:
 
 
 class LogMel:
-    """numpy rfft + mel matmul: pcm float32 [N,16000] in [-1,1] -> float32 [N,40,101]."""
+    """numpy rfft + mel matmul: pcm [N,16000] in [-1,1] -> [N,40,101], in float32 or float64."""
 
-    def __init__(self) -> None:
-        self._window = hann_window()
-        self._mel = mel_weights()
+    def __init__(self, dtype: type[np.floating[Any]] = np.float32) -> None:
+        self._dtype = dtype
+        self._window = hann_window().astype(dtype)
+        self._mel = mel_weights().astype(dtype)
 
-    def __call__(self, pcm: Array) -> Array:
-        padded = np.pad(np.asarray(pcm, dtype=np.float32), ((0, 0), (N_FFT // 2, N_FFT // 2)))
+    def __call__(self, pcm: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
+        half = N_FFT // 2
+        padded = np.pad(np.asarray(pcm, dtype=self._dtype), ((0, 0), (half, half)))
         frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP]
         spectrum = np.fft.rfft(frames * self._window, axis=-1)
-        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-        logmel = np.log(power @ self._mel + np.float32(LOG_FLOOR))
-        return np.ascontiguousarray(logmel.transpose(0, 2, 1), dtype=np.float32)
+        power = (spectrum.real**2 + spectrum.imag**2).astype(self._dtype)
+        logmel = np.log(power @ self._mel + self._dtype(LOG_FLOOR))
+        return np.ascontiguousarray(logmel.transpose(0, 2, 1))
