@@ -34,13 +34,15 @@ def default_out_dir(pipeline: str) -> Path:
 def part_module(pipeline: str, part: str) -> ModuleType:
     """`models.toolchain.<pipeline>.<part>`, which must have `build(out_dir)`."""
     name = f"models.toolchain.{pipeline}.{part}"
+    if part == "build":
+        raise SystemExit(f"{name} is the whole build: drop --only")
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and name.startswith(exc.name):
             raise SystemExit(f"no part {part!r} in the {pipeline!r} model toolchain") from exc
         raise
-    if not hasattr(module, "build") or part == "build":
+    if not hasattr(module, "build"):
         raise SystemExit(f"{name} cannot be built on its own")
     return module
 
