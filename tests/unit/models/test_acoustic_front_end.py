@@ -96,10 +96,19 @@ def test_silence_and_full_scale_stay_exact_and_finite() -> None:
     assert np.abs(served - reference)[loud].max() <= tolerance()
 
 
-def test_served_classifier_answers_the_same_through_either_front_end(real_pcm: np.ndarray) -> None:
-    classifier = session("student-int8")
+def served_classifiers() -> list[str]:
+    """The infer stage's model and its fallback, from the pipeline YAML."""
+    infer = load_settings("acoustic").pipeline.stages["infer"]
+    return [ref.removeprefix("acoustic/") for ref in (infer.model, infer.fallback) if ref]
+
+
+@pytest.mark.parametrize("classifier", served_classifiers())
+def test_served_classifiers_answer_the_same_through_either_front_end(
+    classifier: str, real_pcm: np.ndarray
+) -> None:
+    model = session(classifier)
     answers = {
-        variant: classifier.run(["logits"], {"features": log_mel(variant, real_pcm)})[0].argmax(1)
+        variant: model.run(["logits"], {"features": log_mel(variant, real_pcm)})[0].argmax(1)
         for variant in (SERVED, REFERENCE)
     }
     disagree = int((answers[SERVED] != answers[REFERENCE]).sum())
