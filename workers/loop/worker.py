@@ -35,6 +35,7 @@ from workers.config.settings import OntimeSettings
 from workers.deadlines.batcher import DeadlineBatcher, record_deadline
 from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
+from workers.kafka.refusals import KafkaRefused, refusal
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
 from workers.messages.headers import CONTENT_TYPE, ID, HeaderList, as_dict
@@ -123,6 +124,7 @@ class StageWorker:
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
         self._errors_logged: dict[int, float] = {}
+        self.refused: KafkaRefused | None = None  # why Kafka refused us, if it did: run() raises it
         self.counts = {"emit": 0, "late": 0, "dlq": 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
 
@@ -155,6 +157,8 @@ class StageWorker:
             raise
         finally:
             self._close()
+        if self.refused is not None:
+            raise self.refused
 
     def stop(self, hurry: bool = False) -> None:
         """Finish the batch in hand, then leave; `hurry` drops it undelivered and unstored instead."""
@@ -425,6 +429,8 @@ class StageWorker:
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's client-level errors: logged once per code and minute; fatal ones stop us."""
+        if self._stop_if_refused(err):
+            return
         if err.fatal():
             event(log, "kafka-fatal", logging.ERROR, stage=self.name, error=err.str())
             self.stop()
@@ -433,6 +439,17 @@ class StageWorker:
         if time.monotonic() - last > 60.0:
             self._errors_logged[err.code()] = time.monotonic()
             event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str())
+
+    def _stop_if_refused(self, err: KafkaError) -> bool:
+        """Authentication, TLS and ACL refusals never heal by retrying: stop, and run() raises."""
+        refused = refusal(err, self.settings.kafka)
+        if refused is None:
+            return False
+        if self.refused is None:
+            self.refused = refused
+            event(log, "kafka-refused", logging.ERROR, stage=self.name, error=str(refused))
+        self.stop()
+        return True
 
     # -- lag ---------------------------------------------------------------------------------
     def _report_lag(self, in_hand: list[Message]) -> None:
