@@ -114,8 +114,15 @@ def _wait_enforced(admin: Any, grants: list[Grant], timeout: float) -> None:
     from confluent_kafka.admin._acl import AclBindingFilter, AclOperation, AclPermissionType
     from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 
+    anything: Any = None  # the filter's wildcard (its stubs say str)
     everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
     )
     wanted = {g.binding() for g in grants}
     deadline = time.monotonic() + timeout

@@ -123,8 +123,9 @@ class LocalBroker:
     ) -> None:
         default = default_state_dir(secure)
         self.state_dir = (Path(state_dir) if state_dir is not None else default).absolute()
-        self.secure = secure
-        self.credentials = Credentials(self.state_dir / "credentials") if secure else None
+        # A state dir that holds credentials stays secure, even when opened without the flag.
+        self.secure = secure or (self.state_dir / "credentials" / "ca.pem").is_file()
+        self.credentials = Credentials(self.state_dir / "credentials") if self.secure else None
         self.version = version
         self.heap_mb = heap_mb
         self.class_sharing = class_sharing

@@ -99,6 +99,39 @@ class Credentials:
     def password(self, user: str) -> str:
         return self.password_file(user).read_text().strip()
 
+    def known_users(self) -> list[str]:
+        """Every user with a credentials folder: the seeded ones and any added by `rotate`."""
+        folder = self.root / "users"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def new_password(self, user: str) -> str:
+        """A fresh password for `user` (its folder and client certificate made if it is new).
+
+        Only the file changes here; the broker learns the password through the admin API.
+        """
+        if not self.password_file(user).parent.is_dir():
+            from workers.localkafka.tls import load_ca
+
+            self.issue_client(load_ca(self.ca_pem, self.ca_key), user)
+        password = secrets.token_urlsafe(24)
+        pending = self.password_file(user).with_name("password.new")
+        write_private(pending, (password + "\n").encode())
+        return password
+
+    def commit_password(self, user: str) -> None:
+        """Make the password from `new_password` the one clients read (after the broker took it)."""
+        self.password_file(user).with_name("password.new").replace(self.password_file(user))
+
+    def reissue_certificates(self) -> None:
+        """New broker and client certificates (and client key passwords) from the same CA."""
+        from workers.localkafka.tls import load_ca
+
+        ca = load_ca(self.ca_pem, self.ca_key)
+        broker = _issue(ca, BROKER_PRINCIPAL, server=True)
+        write_private(self.keystore, broker.key_pem() + broker.cert_pem)
+        for user in self.known_users():
+            self.issue_client(ca, user)
+
     def settings(self, user: str, bootstrap: str) -> dict[str, str]:
         """`KafkaSettings` fields (as `kafka:` overrides) that log in as `user` over TLS + SCRAM."""
         folder = self.user_dir(user)
@@ -116,7 +149,7 @@ class Credentials:
 
     def write_env_files(self, bootstrap: str) -> None:
         """users/<name>/kafka.env: `set -a; . kafka.env; set +a` makes ontime log in as <name>."""
-        for user in users():
+        for user in self.known_users():
             fields = self.settings(user, bootstrap).items()
             lines = [f"ONTIME_KAFKA__{key.upper()}={value}" for key, value in fields]
             write_private(self.env_file(user), ("\n".join(lines) + "\n").encode())
