@@ -96,7 +96,8 @@ def rotate_password(broker: LocalBroker, user: str) -> str:
     password = creds.new_password(user)
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
     upsert = UserScramCredentialUpsertion(user, info, password.encode())
-    for future in _admin(broker).alter_user_scram_credentials([upsert]).values():
+    admin = _admin(broker)  # kept referenced: a collected client cancels its pending requests
+    for future in admin.alter_user_scram_credentials([upsert]).values():
         try:
             future.result(timeout=30)
         except Exception as exc:  # KafkaException: the old password stays valid
