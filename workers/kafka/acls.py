@@ -1,8 +1,10 @@
 """Least-privilege ACLs of a pipeline: who may read and write which topic, group and transaction.
 
     ontime-<stage>     READ its input topic and its group `ontime.P.<stage>`;
-                       WRITE its output, P.late and P.dlq; with exactly-once, WRITE and DESCRIBE
-                       on TransactionalIds prefixed `ontime.P.<stage>`
+                       WRITE its output, P.late and P.dlq; READ and WRITE P.control (latency
+                       reports) and READ the control reader's group `ontime.P.control-reader`;
+                       with exactly-once, WRITE and DESCRIBE on TransactionalIds prefixed
+                       `ontime.P.<stage>`
     ontime-device      WRITE P.raw, nothing else
     ontime-downstream  READ P.results and groups prefixed `ontime-downstream`
 
@@ -26,6 +28,11 @@ DOWNSTREAM = "ontime-downstream"
 Resource = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
 Operation = Literal["READ", "WRITE", "DESCRIBE"]
+
+
+def control_reader_group(p: PipelineSpec) -> str:
+    """The group id the workers' control-topic reader names (workers/loop/control.py); it only assigns."""
+    return f"ontime.{p.name}.control-reader"
 
 
 def stage_principal(stage: str) -> str:
@@ -78,6 +85,9 @@ def pipeline_grants(p: PipelineSpec, exactly_once: bool = False) -> list[Grant]:
             Grant(user, "READ", "TOPIC", p.input_topic(stage)),
             Grant(user, "READ", "GROUP", group),
             *(Grant(user, "WRITE", "TOPIC", t) for t in (p.output_topic(stage), p.topics.late, p.topics.dlq)),
+            Grant(user, "READ", "TOPIC", p.topics.control),
+            Grant(user, "WRITE", "TOPIC", p.topics.control),
+            Grant(user, "READ", "GROUP", control_reader_group(p)),
         ]
         if exactly_once:
             grants += [

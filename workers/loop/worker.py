@@ -587,7 +587,7 @@ class StageWorker:
                     event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
             self.consumer.close()
         finally:
-            left = self.producer.flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
+            left = self._flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
             # Release the producer's connections now, not whenever this object is collected.
             self.producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
@@ -595,6 +595,15 @@ class StageWorker:
                 self._reader.stop()
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
+
+
+    def _flush(self, timeout: float) -> int:
+        """Records still queued after `timeout`; a producer in a fatal state (refused) fails to flush."""
+        try:
+            return int(self.producer.flush(timeout))
+        except KafkaException as exc:
+            event(log, "flush-failed", logging.WARNING, stage=self.name, error=str(exc))
+            return len(self.producer)
 
 
 def install_signal_handlers(worker: StageWorker) -> None:

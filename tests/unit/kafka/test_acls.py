@@ -5,7 +5,15 @@ from __future__ import annotations
 from confluent_kafka.admin import AclBinding
 
 from workers.config.settings import load_settings
-from workers.kafka.acls import DEVICE, DOWNSTREAM, Grant, pipeline_grants, principals, stage_principal
+from workers.kafka.acls import (
+    DEVICE,
+    DOWNSTREAM,
+    Grant,
+    control_reader_group,
+    pipeline_grants,
+    principals,
+    stage_principal,
+)
 
 
 def _by_user(grants: list[Grant]) -> dict[str, set[tuple[str, str, str, str]]]:
@@ -29,6 +37,9 @@ def test_each_stage_reads_its_input_and_group_and_writes_its_outputs_only() -> N
             ("WRITE", "TOPIC", out, "LITERAL"),
             ("WRITE", "TOPIC", p.topics.late, "LITERAL"),
             ("WRITE", "TOPIC", p.topics.dlq, "LITERAL"),
+            ("READ", "TOPIC", p.topics.control, "LITERAL"),
+            ("WRITE", "TOPIC", p.topics.control, "LITERAL"),
+            ("READ", "GROUP", control_reader_group(p), "LITERAL"),
         }
 
 
