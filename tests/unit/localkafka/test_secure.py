@@ -119,3 +119,17 @@ def test_secure_broker_keeps_its_own_state_dir_and_is_recognised_later(tmp_path:
     Credentials(tmp_path / "credentials").ensure()
     assert LocalBroker(tmp_path).secure  # `broker down` without --secure still knows
     assert not LocalBroker(tmp_path / "plain").secure
+
+
+def test_cli_has_secure_up_and_rotate() -> None:
+    import argparse
+
+    from workers.localkafka.cli import register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    up = parser.parse_args(["broker", "up", "--secure", "--exactly-once"])
+    assert up.secure and up.exactly_once
+    rotate = parser.parse_args(["broker", "rotate", "--secure", "--user", "ontime-infer"])
+    assert rotate.user == "ontime-infer" and not rotate.certs
+    assert parser.parse_args(["broker", "down", "--secure"]).secure
