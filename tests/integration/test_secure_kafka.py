@@ -9,6 +9,7 @@ their whole output (our logs and librdkafka's own lines) can be searched for sec
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -255,6 +256,30 @@ def test_untrusted_ca_stops_the_worker_naming_the_certificate(
     assert "KafkaRefused: TLS handshake" in text
     assert "untrusted CA certificate" in text and "certificate verify failed" in text
     assert_no_secret(text, _secrets(creds))
+
+
+def test_hostname_verification_refuses_a_name_the_certificate_does_not_carry(
+    creds: Credentials,
+    workers: list[SecureWorker],
+    pipeline: OntimeSettings,
+    tmp_path: Path,
+) -> None:
+    """The broker certificate names 127.0.0.1 and localhost; this machine's own name is neither."""
+    name = socket.gethostname()
+    try:
+        resolves = socket.gethostbyname(name) == "127.0.0.1"
+    except OSError:
+        resolves = False
+    if not resolves or name == "localhost":
+        pytest.skip(f"host name {name!r} does not resolve to 127.0.0.1 here")
+    port = pipeline.kafka.bootstrap_servers.rsplit(":", 1)[1]
+    kafka = creds.settings(stage_principal("infer"), f"{name}:{port}")
+    worker = SecureWorker(pipeline, "infer", kafka, tmp_path / "worker.log")
+    workers.append(worker)
+    assert worker.exit_code() == 1
+    assert "KafkaRefused: TLS handshake" in worker.text() and "hostname verification" in worker.text()
+    # Turned off (unsafe), the same name connects: the check above was the hostname, not the CA.
+    assert _logs_in({**kafka, "ssl_endpoint_identification_algorithm": "none"})
 
 
 def test_principal_without_acls_stops_the_worker_naming_authorization(

@@ -45,8 +45,8 @@ def refusal(err: KafkaError, kafka: KafkaSettings) -> KafkaRefused | None:
     if code == KafkaError._SSL:
         return KafkaRefused(
             f"TLS handshake with {kafka.bootstrap_servers} failed: {_tls_hint(said)}; check "
-            f"ONTIME_KAFKA__SSL_CA_LOCATION ({kafka.ssl_ca_location or 'system CAs'}) and the client "
-            f"certificate/key. librdkafka: {said}"
+            f"ONTIME_KAFKA__SSL_CA_LOCATION ({kafka.ssl_ca_location or 'system CAs'}), the host names "
+            f"in ONTIME_KAFKA__BOOTSTRAP_SERVERS and the client certificate/key. librdkafka: {said}"
         )
     if code in _AUTHORIZATION:
         return KafkaRefused(
@@ -58,10 +58,15 @@ def refusal(err: KafkaError, kafka: KafkaSettings) -> KafkaRefused | None:
 
 def _tls_hint(said: str) -> str:
     lowered = said.lower()
-    if "certificate verify failed" in lowered or "could not be verified" in lowered:
-        return "the broker's certificate is not signed by a CA we trust (untrusted CA certificate)"
     if "hostname" in lowered or "ip address mismatch" in lowered:
         return "the broker's certificate does not name the host we connected to (hostname verification)"
+    if "certificate verify failed" in lowered or "could not be verified" in lowered:
+        # OpenSSL says the same for both causes here, so name both.
+        return (
+            "the broker's certificate could not be verified: it is not signed by a CA we trust "
+            "(untrusted CA certificate), or it does not name the host we connected to "
+            "(hostname verification)"
+        )
     if "alert" in lowered or "certificate required" in lowered:
         return "the broker rejected our client certificate"
     return "the TLS connection could not be set up"

@@ -319,6 +319,8 @@ class LocalBroker:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if done.returncode != 0:
             output = (done.stdout + done.stderr).strip()[-4000:]
+            if self.credentials is not None:  # the tool may echo its --add-scram arguments
+                output = self.credentials.redact(output)
             raise BrokerStartError(f"formatting {data} failed (exit {done.returncode}):\n{output}")
         return cluster_id
 

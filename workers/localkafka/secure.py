@@ -99,6 +99,12 @@ class Credentials:
     def password(self, user: str) -> str:
         return self.password_file(user).read_text().strip()
 
+    def redact(self, text: str) -> str:
+        """`text` with every user's password masked (for tool output quoted in an error)."""
+        for user in self.known_users():
+            text = text.replace(self.password(user), "**********")
+        return text
+
     def known_users(self) -> list[str]:
         """Every user with a credentials folder: the seeded ones and any added by `rotate`."""
         folder = self.root / "users"

@@ -596,7 +596,6 @@ class StageWorker:
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
 
-
     def _flush(self, timeout: float) -> int:
         """Records still queued after `timeout`; a producer in a fatal state (refused) fails to flush."""
         try:

@@ -133,3 +133,10 @@ def test_cli_has_secure_up_and_rotate() -> None:
     rotate = parser.parse_args(["broker", "rotate", "--secure", "--user", "ontime-infer"])
     assert rotate.user == "ontime-infer" and not rotate.certs
     assert parser.parse_args(["broker", "down", "--secure"]).secure
+
+
+def test_tool_output_quoted_in_errors_has_passwords_masked(creds: Credentials) -> None:
+    echoed = " ".join(creds.scram_format_args())
+    masked = creds.redact(echoed)
+    assert all(creds.password(u) not in masked for u in users())
+    assert "name=ontime-device" in masked
