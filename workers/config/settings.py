@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -53,13 +61,30 @@ class KafkaSettings(BaseModel):
     group_protocol: Literal["classic", "consumer"] = "classic"
     extra: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator(
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "sasl_password_file",
+        "ssl_ca_location",
+        "ssl_certificate_location",
+        "ssl_key_location",
+        "ssl_key_password",
+        "ssl_key_password_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A chart or compose file often renders an unused secret as an empty variable.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
         check_security(self)
         return self
 
     def as_librdkafka_dict(self) -> dict[str, str]:
-        """The librdkafka keys of every client ontime creates: bootstrap, security, then `extra`."""
+        """The librdkafka keys of every client ontime creates: bootstrap, `extra`, then security."""
         conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
         conf.update(self.extra)
         conf.update(security_config(self))  # last: `extra` cannot weaken TLS or SASL

@@ -159,3 +159,22 @@ def test_bad_value_of_a_secret_field_is_not_echoed() -> None:
         load_settings("acoustic", {"kafka": {"sasl_password": ["not", PASSWORD]}})
     assert "kafka.sasl_password" in str(caught.value)
     assert PASSWORD not in str(caught.value)
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chart renders unused secrets as empty variables: PLAINTEXT must still start."""
+    for name in (
+        "SASL_MECHANISM",
+        "SASL_USERNAME",
+        "SASL_PASSWORD",
+        "SASL_PASSWORD_FILE",
+        "SSL_CA_LOCATION",
+        "SSL_CERTIFICATE_LOCATION",
+        "SSL_KEY_LOCATION",
+        "SSL_KEY_PASSWORD",
+        "SSL_KEY_PASSWORD_FILE",
+    ):
+        monkeypatch.setenv(f"ONTIME_KAFKA__{name}", "")
+    conf = load_settings("acoustic").kafka.as_librdkafka_dict()
+    assert conf["security.protocol"] == "PLAINTEXT"
+    assert not any(key.startswith(("sasl.", "ssl.")) for key in conf)
