@@ -4,7 +4,7 @@
                        WRITE its output, P.late and P.dlq; READ and WRITE P.control (latency
                        reports) and READ the control reader's group `ontime.P.control-reader`;
                        with exactly-once, WRITE and DESCRIBE on TransactionalIds prefixed
-                       `ontime.P.<stage>`
+                       `ontime.P.<stage>.` (workers/kafka/clients.py: one id per replica)
     ontime-device      WRITE P.raw, nothing else
     ontime-downstream  READ P.results and groups prefixed `ontime-downstream`
 
@@ -75,8 +75,12 @@ class Grant:
         return f"User:{self.user:18} {self.operation:8} {self.resource.lower():16} {name}"
 
 
-def pipeline_grants(p: PipelineSpec, exactly_once: bool = False) -> list[Grant]:
-    """The ACL table of pipeline `p` (see the module docstring)."""
+def pipeline_grants(p: PipelineSpec, exactly_once: bool | None = None) -> list[Grant]:
+    """The ACL table of pipeline `p` (see the module docstring).
+
+    TransactionalId grants go to the stages whose spec says `exactly_once`, or to every stage
+    when `exactly_once` is True (so a stage can be switched on later without new ACLs).
+    """
     grants: list[Grant] = []
     for stage in STAGE_ORDER:
         user = stage_principal(stage)
@@ -89,10 +93,10 @@ def pipeline_grants(p: PipelineSpec, exactly_once: bool = False) -> list[Grant]:
             Grant(user, "WRITE", "TOPIC", p.topics.control),
             Grant(user, "READ", "GROUP", control_reader_group(p)),
         ]
-        if exactly_once:
+        if exactly_once or (exactly_once is None and p.stages[stage].exactly_once):  # type: ignore[index]
             grants += [
-                Grant(user, "WRITE", "TRANSACTIONAL_ID", group, "PREFIXED"),
-                Grant(user, "DESCRIBE", "TRANSACTIONAL_ID", group, "PREFIXED"),
+                Grant(user, "WRITE", "TRANSACTIONAL_ID", f"{group}.", "PREFIXED"),
+                Grant(user, "DESCRIBE", "TRANSACTIONAL_ID", f"{group}.", "PREFIXED"),
             ]
     grants += [
         Grant(DEVICE, "WRITE", "TOPIC", p.topics.raw),

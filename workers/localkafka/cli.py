@@ -48,7 +48,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     up.add_argument(
         "--exactly-once",
         action="store_true",
-        help="with --secure: also grant each stage WRITE/DESCRIBE on its TransactionalId prefix",
+        help="with --secure: grant every stage its TransactionalIds (default: the exactly_once stages)",
     )
     up.set_defaults(func=_cmd_up)
 
@@ -115,7 +115,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             _say(f"export {BOOTSTRAP_ENV}={bootstrap}")
         return 0
     try:
-        table = apply_pipeline_acls(args, broker, exactly_once=args.exactly_once)
+        table = apply_pipeline_acls(args, broker, exactly_once=True if args.exactly_once else None)
     except BrokerError as exc:
         _say(f"ACLs not applied: {exc}", err=True)
         return 1

@@ -32,7 +32,9 @@ def _pipeline(args: argparse.Namespace) -> Any:
     return load().pipeline
 
 
-def apply_pipeline_acls(args: argparse.Namespace, broker: LocalBroker, exactly_once: bool) -> list[Grant]:
+def apply_pipeline_acls(
+    args: argparse.Namespace, broker: LocalBroker, exactly_once: bool | None
+) -> list[Grant]:
     """Create the least-privilege ACLs of the selected pipeline (idempotent); return them."""
     grants = pipeline_grants(_pipeline(args), exactly_once=exactly_once)
     apply_grants(_admin(broker), grants)

@@ -14,6 +14,7 @@ from workers.kafka.acls import (
     principals,
     stage_principal,
 )
+from workers.kafka.clients import producer_config
 
 
 def _by_user(grants: list[Grant]) -> dict[str, set[tuple[str, str, str, str]]]:
@@ -65,7 +66,21 @@ def test_exactly_once_adds_a_transactional_id_prefix_per_stage() -> None:
         for op in ("WRITE", "DESCRIBE")
     }
     assert all(g.resource == "TRANSACTIONAL_ID" and g.pattern == "PREFIXED" for g in added)
-    assert {g.name for g in added} == {p.group_id(s) for s in ("preprocess", "infer", "postprocess")}
+    assert {g.name for g in added} == {f"{p.group_id(s)}." for s in ("preprocess", "infer", "postprocess")}
+
+
+def test_transactional_ids_of_the_producers_fall_under_the_granted_prefix() -> None:
+    settings = load_settings(
+        "acoustic",
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+            "pipeline": {"stages": {"infer": {"exactly_once": True}}},
+        },
+    )
+    grants = [g for g in pipeline_grants(settings.pipeline) if g.resource == "TRANSACTIONAL_ID"]
+    assert {g.user for g in grants} == {stage_principal("infer")}  # only the stage that uses it
+    tid = str(producer_config(settings, "infer")["transactional.id"])
+    assert all(tid.startswith(g.name) for g in grants)
 
 
 def test_grants_become_allow_bindings_for_one_user_from_any_host() -> None:
