@@ -108,12 +108,19 @@ def assert_no_secret(text: str, secrets: Sequence[str]) -> None:
 class SecureWorker:
     """`ontime worker --stage X` logged in through ONTIME_KAFKA__* variables, output to a file."""
 
-    def __init__(self, settings: OntimeSettings, stage: str, kafka: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        settings: OntimeSettings,
+        stage: str,
+        kafka: dict[str, str],
+        log: Path,
+        extra: Sequence[str] = (),
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ONTIME_")}
         env.update({f"ONTIME_KAFKA__{k.upper()}": v for k, v in kafka.items()})
         env["PYTHONUNBUFFERED"] = "1"
         # librdkafka's own security and broker debug lines go to the same log: they too must stay clean.
-        flags = ["--log-level", "DEBUG", "--set", "kafka.extra.debug=security,broker"]
+        flags = ["--log-level", "DEBUG", "--set", "kafka.extra.debug=security,broker", *extra]
         cmd = [
             sys.executable,
             "-m",
@@ -176,20 +183,32 @@ def _send(conf: dict[str, str], topic: str, frames: Sequence[Frame]) -> list[Kaf
     return outcomes
 
 
-def _read_ids(conf: dict[str, str], topic: str, want: int, timeout: float = 240.0) -> list[str]:
+def _read_ids(
+    conf: dict[str, str],
+    topic: str,
+    want: set[str],
+    timeout: float = 240.0,
+    isolation: str = "read_uncommitted",
+) -> set[str]:
+    """Ids read from `topic` (from the beginning) until every id in `want` is among them."""
     consumer = Consumer(
-        {**conf, "group.id": f"{DOWNSTREAM}-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+        {
+            **conf,
+            "group.id": f"{DOWNSTREAM}-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+        }
     )
     consumer.subscribe([topic])
-    ids: list[str] = []
+    ids: set[str] = set()
     deadline = time.monotonic() + timeout
     try:
-        while len(ids) < want and time.monotonic() < deadline:
+        while not want <= ids and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
             assert msg.error() is None, msg.error()
-            ids.append(h.as_dict(msg.headers())[h.ID])
+            ids.add(h.as_dict(msg.headers())[h.ID])
     finally:
         consumer.close()
     return ids
@@ -210,14 +229,51 @@ def test_stage_principals_run_the_pipeline_over_tls_and_scram(
     frames = frames_from(eval_clips()[:FRAMES], prefix="sec")
     topics = pipeline.pipeline.topics
     assert _send(_conf(secure_broker, DEVICE), topics.raw, frames) == [None] * FRAMES
-    ids = _read_ids(_conf(secure_broker, DOWNSTREAM), topics.results, FRAMES)
-    assert sorted(set(ids)) == sorted(f.id for f in frames)
+    sent = {f.id for f in frames}
+    assert sent <= _read_ids(_conf(secure_broker, DOWNSTREAM), topics.results, sent)
     for w in workers:
         assert w.stop() == 0, w.text()[-3000:]
         assert "kafka-refused" not in w.text()
         # the control topic's reader and publisher are allowed too (no advisory failures)
         assert "control-read-error" not in w.text() and "control-publish-failed" not in w.text()
         assert "sasl_ssl://" in w.text()  # librdkafka's debug lines are in the searched log
+        assert_no_secret(w.text(), _secrets(creds))
+
+
+def test_exactly_once_stage_needs_and_gets_its_transactional_id_grant(
+    secure_broker: LocalBroker,
+    creds: Credentials,
+    pipeline: OntimeSettings,
+    workers: list[SecureWorker],
+    tmp_path: Path,
+) -> None:
+    """infer with Kafka transactions: refused until its TransactionalId prefix is granted, then runs."""
+    eos = ["--set", "pipeline.stages.infer.exactly_once=true"]
+    bootstrap = pipeline.kafka.bootstrap_servers
+    infer = creds.settings(stage_principal("infer"), bootstrap)
+    refused = SecureWorker(pipeline, "infer", infer, tmp_path / "refused.log", eos)
+    workers.append(refused)
+    assert refused.exit_code() == 1
+    assert (
+        "KafkaRefused: not authorized: User:ontime-infer may not use this transactional id" in refused.text()
+    )
+
+    spec = pipeline.pipeline.model_copy(deep=True)
+    spec.stages["infer"].exactly_once = True
+    apply_grants(AdminClient(secure_broker.client_config()), pipeline_grants(spec))
+    for stage in STAGES:
+        kafka = creds.settings(stage_principal(stage), bootstrap)
+        workers.append(SecureWorker(pipeline, stage, kafka, tmp_path / f"{stage}.log", eos))
+    frames = frames_from(eval_clips()[:FRAMES], prefix="eos")
+    topics = pipeline.pipeline.topics
+    assert _send(_conf(secure_broker, DEVICE), topics.raw, frames) == [None] * FRAMES
+    sent = {f.id for f in frames}
+    assert sent <= _read_ids(
+        _conf(secure_broker, DOWNSTREAM), topics.results, sent, isolation="read_committed"
+    )
+    for w in workers[1:]:
+        assert w.stop() == 0, w.text()[-3000:]
+        assert "kafka-refused" not in w.text()
         assert_no_secret(w.text(), _secrets(creds))
 
 

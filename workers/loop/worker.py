@@ -168,7 +168,7 @@ class StageWorker:
         if self._reader is not None:
             self._reader.start()
         if self.transactional:
-            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
+            self._init_transactions()
         for stage in self.stages:
             self.telemetry.started(self.pipeline.name, stage.name)
         event(
@@ -676,6 +676,17 @@ class StageWorker:
         if time.monotonic() - last > 60.0:
             self._errors_logged[err.code()] = time.monotonic()
             event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str())
+
+    def _init_transactions(self) -> None:
+        """Register this replica's transactional.id; a missing ACL raises KafkaRefused, not a traceback."""
+        try:
+            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
+        except KafkaException as exc:
+            why = refusal(exc.args[0], self.settings.kafka)
+            if why is None:
+                raise
+            event(log, "kafka-refused", logging.ERROR, stage=self.name, error=str(why))
+            raise why from None
 
     def _stop_if_refused(self, err: KafkaError) -> bool:
         """Authentication, TLS and ACL refusals never heal by retrying: stop, and run() raises."""
