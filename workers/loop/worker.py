@@ -210,6 +210,7 @@ class StageWorker:
         if len(self._ledger):
             self.producer.poll(0)  # serves the delivery reports that release stored offsets
         self._release_delivered()
+        self._watch_outage()
         self._publisher.maybe_publish(self._control_producer)
         if self.breaker.open and not self.breaker.allows_probe():
             self._hold(self.breaker.reason)
@@ -238,6 +239,23 @@ class StageWorker:
             event(log, "circuit-open", logging.ERROR, stage=self.name, reason=self.breaker.reason)
             self._hold(self.breaker.reason)
         elif self._holding is not None:
+            self._resume_input()
+
+    def _watch_outage(self) -> None:
+        """Unacknowledged outputs older than `flush_timeout_s`: the broker is away. Hold the input
+        (nothing new could be delivered anyway) and report not ready until deliveries flow again."""
+        stuck_s = self._ledger.oldest_s()
+        if stuck_s > self.settings.worker.flush_timeout_s:
+            if self._holding is None or not self._holding.startswith("broker unreachable"):
+                waiting = self._ledger.outputs_waiting()
+                why = f"broker unreachable: {waiting} outputs unacknowledged for {stuck_s:.0f} s"
+                event(log, "broker-outage", logging.WARNING, stage=self.name, reason=why)
+                self._hold(why)
+        elif (
+            self._holding is not None
+            and self._holding.startswith("broker unreachable")
+            and not self.breaker.open
+        ):
             self._resume_input()
 
     def _hold(self, reason: str) -> None:
@@ -608,6 +626,9 @@ class StageWorker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Settle the batch in hand and commit before the revoked partitions move on."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if self._hurry.is_set():  # leaving at once: nothing in hand is delivered or committed
+            self._forget(revoked)
+            return
         batch = self._in_flight
         mid_batch = (
             batch is not None
