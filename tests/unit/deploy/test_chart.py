@@ -75,7 +75,7 @@ def test_one_deployment_per_stage_labelled_with_its_component(default: list[Mani
 
 def test_pipeline_file_comes_from_the_configmap_the_worker_reads(default: list[Manifest]) -> None:
     shipped = (ROOT / "pipelines/acoustic/pipeline.yaml").read_text()
-    assert (CHART / "files/pipeline.yaml").read_text() == shipped  # the chart's copy never drifts
+    assert (CHART / "files/pipeline.yaml").read_text() == shipped  # a symlink: the chart never drifts
     config = next(d for d in default if d["kind"] == "ConfigMap")
     assert yaml.safe_load(config["data"]["pipeline.yaml"]) == yaml.safe_load(shipped)
     for d in by_kind(default, "Deployment").values():
