@@ -63,7 +63,12 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
     results = app.topic(topics.results, key_type=bytes, value_type=bytes)
     events = app.topic(topics.events, key_type=bytes, value_type=bytes)
     dlq = app.topic(topics.dlq, key_type=bytes, value_type=bytes)
-    table = app.Table(TABLE, default=None, partitions=topics.partitions, key_serializer="raw", value_serializer="json")
+    table = app.Table(
+        TABLE,
+        default=None,
+        partitions=topics.partitions,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
     detector = Detector(spec.events)
 
     @app.agent(results, name="aggregate")

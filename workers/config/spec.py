@@ -54,10 +54,10 @@ class EventsSpec(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    smooth_windows: int = Field(3, ge=1, le=64, description="windows averaged per device")
+    smooth_windows: int = Field(2, ge=1, le=64, description="windows averaged per device")
     min_windows: int = Field(2, ge=1, le=64, description="windows that must be present to fire")
-    threshold: float = Field(0.5, gt=0, le=1, description="smoothed keyword score that fires")
-    refractory_ms: int = Field(1000, ge=0, description="no new event this long after one ends")
+    threshold: float = Field(0.7, gt=0, le=1, description="smoothed keyword score that fires")
+    refractory_ms: int = Field(1500, ge=0, description="no new event this long after one ends")
     hop_ms: int = Field(250, gt=0, description="expected spacing of a device's windows")
     dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
 
