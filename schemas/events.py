@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Event(BaseModel):
-    """"Device D heard keyword K between start_ms and end_ms (capture clock)"."""
+    """ "Device D heard keyword K between start_ms and end_ms (capture clock)"."""
 
     model_config = ConfigDict(extra="forbid")
     schema_version: Literal[1] = 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
@@ -87,7 +88,10 @@ def _trim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.float32]], ...]:
     """(keyword, where from, trimmed audio at 16 kHz) for every keyword recording of `source`."""
     if source == "eval":
-        out = [(w, str(ALLISON_DIR / rel), _trim(load_audio(ALLISON_DIR / rel))) for w, rel in _ALLISON_KEYWORDS.items()]
+        out = [
+            (w, str(ALLISON_DIR / rel), _trim(load_audio(ALLISON_DIR / rel)))
+            for w, rel in _ALLISON_KEYWORDS.items()
+        ]
         for word, rels in _KLETTRES_KEYWORDS.items():
             for rel in rels:
                 if (KLETTRES_DIR / rel).is_file():
@@ -125,7 +129,9 @@ def _espeak(word: str, voice: str) -> npt.NDArray[np.float32]:
     return _trim(np.asarray(resample_poly(mono, SAMPLE_RATE // g, int(rate) // g), dtype=np.float32))
 
 
-def background(source: str, samples: int, rng: np.random.Generator, rms: float = BACKGROUND_RMS) -> npt.NDArray[np.float32]:
+def background(
+    source: str, samples: int, rng: np.random.Generator, rms: float = BACKGROUND_RMS
+) -> npt.NDArray[np.float32]:
     """`samples` of real recordings of `source`'s noise files, chained in random order, at `rms`."""
     noises = _noise(source)
     out = np.zeros(samples, dtype=np.float32)
@@ -141,7 +147,7 @@ def background(source: str, samples: int, rng: np.random.Generator, rms: float =
 def build_stream(
     source: str,
     seconds: float,
-    keywords: int,
+    keywords: int | Sequence[str],
     seed: int = 0,
     *,
     snr_db: float | None = None,
@@ -150,24 +156,32 @@ def build_stream(
     spacing_s: float = 4.0,
 ) -> StreamAudio:
     """`seconds` of audio: background, `keywords` utterances every ~`spacing_s` after `lead_s`,
-    and `distractors` non-keyword words in the gaps. `snr_db` sets the background level relative
-    to the speech (None: a quiet room). Same arguments, same audio."""
+    and `distractors` non-keyword words in the gaps. `keywords` is a count (recordings drawn at
+    random) or the words themselves, in order. `snr_db` sets the background level relative to the
+    speech (None: a quiet room). Same arguments, same audio."""
     rng = np.random.default_rng(seed)
     samples = int(seconds * SAMPLE_RATE)
     speech_rms = KEYWORD_PEAK / 4.0
     rms = BACKGROUND_RMS if snr_db is None else speech_rms / 10 ** (snr_db / 20)
     x = background(source, samples, rng, rms)
     spoken: list[Spoken] = []
-    slots = [lead_s + i * spacing_s for i in range(keywords + distractors)]
-    slots = [s for s in slots if s + spacing_s / 2 < seconds]
-    kinds = [True] * min(keywords, len(slots)) + [False] * max(0, len(slots) - keywords)
-    rng.shuffle(kinds)
     recs, others = keyword_recordings(source), distractor_recordings(source)
-    order = rng.permutation(len(recs))
+    if isinstance(keywords, int):
+        order = [int(i) for i in rng.permutation(len(recs))]
+        count = keywords
+    else:
+        by_word = {r[0]: i for i, r in reversed(list(enumerate(recs)))}
+        order = [by_word[w] for w in keywords]
+        count = len(order)
+    slots = [lead_s + i * spacing_s for i in range(count + distractors)]
+    slots = [s for s in slots if s + spacing_s / 2 < seconds]
+    kinds = [True] * min(count, len(slots)) + [False] * max(0, len(slots) - count)
+    if isinstance(keywords, int):
+        rng.shuffle(kinds)
     used = 0
     for slot, is_keyword in zip(slots, kinds, strict=True):
         if is_keyword:
-            word, where, audio = recs[int(order[used % len(order)])]
+            word, where, audio = recs[order[used % len(order)]]
             used += 1
         else:
             word, where, audio = others[int(rng.integers(len(others)))]

@@ -55,6 +55,9 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=commit_interval_s,
+        # A killed aggregator's partitions move to its replacement after this, not faust's 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
         producer_acks=-1,
         stream_recovery_delay=0.1,
         web_enabled=False,
@@ -67,7 +70,7 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
         TABLE,
         default=None,
         partitions=topics.partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        key_type=bytes,  # raw device id; values (no type) use faust's json codec, never pickle
     )
     detector = Detector(spec.events)
 
@@ -78,7 +81,13 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
             message = record.message
             window, device, why = parse_result(record.value)
             if window is None:
-                log.warning("result at %s[%d]@%d unreadable: %s", message.topic, message.partition, message.offset, why)
+                log.warning(
+                    "result at %s[%d]@%d unreadable: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    why,
+                )
                 await dlq.send(key=key or None, value=record.value, headers=_dlq_headers(message, why))
                 continue
             device = device or key.decode("utf-8", errors="replace")

@@ -39,7 +39,7 @@ class StreamPlan:
     """What each device streams: seconds of audio, keywords and other words in it, noise level."""
 
     seconds: float = 30.0
-    keywords: int = 6
+    keywords: int | tuple[str, ...] = 6
     distractors: int = 0
     snr_db: float | None = None
     source: str = "eval"
@@ -174,7 +174,9 @@ class StreamFleet:
                     if k >= len(frames[d]):
                         continue
                     frame = StreamedFrame(str(uuid.uuid4()), device, t0 + end_offset_ms)
-                    self._produce(producer, frame, np.ascontiguousarray(frames[d][k], "<i2").tobytes(), delivered)
+                    self._produce(
+                        producer, frame, np.ascontiguousarray(frames[d][k], "<i2").tobytes(), delivered
+                    )
                     report.frames[frame.id] = frame
                     report.sent += 1
                     self.sent += 1
@@ -214,7 +216,9 @@ def add_stream_args(sim: Any) -> None:
     group.add_argument("--hop-ms", type=int, default=250, help="ms between frame starts (default 250)")
     group.add_argument("--keywords", type=int, default=6, help="keyword utterances per device (default 6)")
     group.add_argument("--words", type=int, default=0, help="non-keyword words per device (default 0)")
-    group.add_argument("--snr-db", type=float, default=None, help="background level vs speech (default quiet)")
+    group.add_argument(
+        "--snr-db", type=float, default=None, help="background level vs speech (default quiet)"
+    )
     group.add_argument("--speed", type=float, default=1.0, help="replay faster than real time (default 1)")
     group.add_argument("--truth-out", type=Path, default=None, help="write the ground truth JSON lines here")
 
