@@ -26,19 +26,18 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from pipelines.acoustic.recordings import (
-    ALLISON_DIR,
     COMMANDS,
     DIGITS,
-    KLETTRES_DIR,
     SAMPLE_RATE,
-    _ALLISON_KEYWORDS,
-    _KLETTRES_KEYWORDS,
     active_span,
+    keyword_clips,
     load_audio,
     noise_files,
     to_int16,
     unknown_files,
 )
+
+__all__ = ["SAMPLE_RATE", "Spoken", "StreamAudio", "background", "build_stream", "windows"]
 
 SOURCES: Final = ("eval", "tune")
 KEYWORDS: Final = (*DIGITS, *COMMANDS)
@@ -88,15 +87,7 @@ def _trim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.float32]], ...]:
     """(keyword, where from, trimmed audio at 16 kHz) for every keyword recording of `source`."""
     if source == "eval":
-        out = [
-            (w, str(ALLISON_DIR / rel), _trim(load_audio(ALLISON_DIR / rel)))
-            for w, rel in _ALLISON_KEYWORDS.items()
-        ]
-        for word, rels in _KLETTRES_KEYWORDS.items():
-            for rel in rels:
-                if (KLETTRES_DIR / rel).is_file():
-                    out.append((word, str(KLETTRES_DIR / rel), _trim(load_audio(KLETTRES_DIR / rel))))
-        return tuple(out)
+        return tuple((c.label, c.source, _trim(c.pcm.astype(np.float32) / 32767.0)) for c in keyword_clips())
     if source == "tune":
         return tuple((w, f"espeak-ng:{v}", _espeak(w, v)) for w in KEYWORDS for v in TUNE_VOICES)
     raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
@@ -198,4 +189,4 @@ def windows(pcm: npt.NDArray[np.int16], hop: int, size: int = SAMPLE_RATE) -> np
         return np.zeros((0, size), dtype=np.int16)
     count = (len(pcm) - size) // hop + 1
     idx = np.arange(size)[None, :] + hop * np.arange(count)[:, None]
-    return pcm[idx]
+    return np.asarray(pcm[idx], dtype=np.int16)

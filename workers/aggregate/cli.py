@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any
 
 from workers.config.settings import OntimeSettings, load_settings
@@ -38,10 +37,6 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         flush=True,
     )
     level = logging.getLevelName(logging.getLogger().level)
-    worker = faust.Worker(app, loglevel=level if isinstance(level, str) else "INFO", console_port=None)
+    worker = faust.Worker(app, loglevel=level if isinstance(level, str) else "INFO")
     worker.execute_from_commandline()  # returns by SystemExit when SIGTERM/SIGINT stop the worker
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(0)
