@@ -22,22 +22,13 @@ from pydantic import ValidationError
 from schemas.events import Event
 from schemas.results import Result
 from workers.aggregate.detector import Detection, Detector, Window, new_state
+from workers.aggregate.names import STAGE, TABLE, app_id, changelog_topic
 from workers.config.settings import OntimeSettings
 from workers.messages import headers as h
 
 log = logging.getLogger("ontime.aggregate")
 
-STAGE = "aggregate"
-TABLE = "device-state"
-
-
-def app_id(settings: OntimeSettings) -> str:
-    """Consumer group and prefix of the changelog topic: `ontime.<pipeline>.aggregate`."""
-    return settings.pipeline.group_id(STAGE)
-
-
-def changelog_topic(settings: OntimeSettings) -> str:
-    return f"{app_id(settings)}-{TABLE}-changelog"
+__all__ = ["app_id", "build_app", "changelog_topic", "parse_result", "to_event"]
 
 
 def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> faust.App:

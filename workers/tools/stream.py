@@ -68,6 +68,7 @@ class StreamReport:
     truths: list[Truth] = field(default_factory=list)
     frames: dict[str, StreamedFrame] = field(default_factory=dict)
     speech_words: int = 0  # non-keyword words spoken
+    start_ms: int = 0  # capture time of every device's first sample
 
     def write_truth(self, path: Path) -> None:
         write_truth(path, self.truths)
@@ -136,8 +137,11 @@ class StreamFleet:
 
         hop = self.hop_ms * SAMPLE_RATE // 1000
         frames = [windows(a.pcm, hop) for a in self.audio]
-        t0 = int(time.time() * 1000) if start_ms is None else start_ms
-        report = StreamReport(self.topic, len(self.devices), self.hop_ms, audio_s=self.plan.seconds)
+        # By default the devices have been listening for one frame already: frame 0 is complete now.
+        t0 = int(time.time() * 1000) - 1000 if start_ms is None else start_ms
+        report = StreamReport(
+            self.topic, len(self.devices), self.hop_ms, audio_s=self.plan.seconds, start_ms=t0
+        )
         for device, audio in zip(self.devices, self.audio, strict=True):
             report.truths += [
                 Truth(device, s.word, t0 + s.start_ms, t0 + s.end_ms, s.source) for s in audio.keywords
