@@ -25,9 +25,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.events import Event
 from tests.integration.conftest import TopicFactory
-from tests.integration.pipeline_kit import ROOT, WorkerThread, cli_overrides, fresh_pipeline, wait_for
+from tests.integration.pipeline_kit import (
+    ROOT,
+    WorkerThread,
+    cli_overrides,
+    fresh_pipeline,
+    produce,
+    wait_for,
+)
 from workers.aggregate.app import changelog_topic
 from workers.config.settings import OntimeSettings
+from workers.messages import headers as h
 from workers.tools.events.offline import OfflineChain
 from workers.tools.events.scoring import TOLERANCE_MS, Heard, Truth, match
 from workers.tools.events.tune import detect, score_stream
@@ -98,6 +106,7 @@ class TopicReader:
         )
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.values: list[tuple[bytes | None, bytes | None]] = []
+        self.headers: list[dict[str, str]] = []
 
     def poll(self, seconds: float = 0.5) -> list[tuple[bytes | None, bytes | None]]:
         end = time.monotonic() + seconds
@@ -105,6 +114,7 @@ class TopicReader:
             for msg in self.consumer.consume(num_messages=500, timeout=0.1):
                 if msg.error() is None:
                     self.values.append((msg.key(), msg.value()))
+                    self.headers.append(h.as_dict(msg.headers()))
         return self.values
 
     def close(self) -> None:
@@ -172,7 +182,20 @@ def test_streamed_keywords_become_exactly_those_events(
         assert [s.word for s in talking.audio[0].keywords] == list(KEYWORDS)
         expected = _expected(settings, talking, start_ms)
         wait_for(lambda: len(reader.poll()) >= len(KEYWORDS), 180, f"{len(KEYWORDS)} events")
-        reader.poll(3.0)  # and nothing more after a while
+        # A record on P.results that is no result: a DLQ record saying why, and the aggregator lives on.
+        produce(
+            settings.kafka.bootstrap_servers, settings.pipeline.topics.results, [("mic-talk", b"{oops", [])]
+        )
+        dlq = TopicReader(settings.kafka.bootstrap_servers, settings.pipeline.topics.dlq, 2)
+        try:
+            wait_for(lambda: bool(dlq.poll(0.3)), 120, "the bad result in the DLQ")
+            assert dlq.headers[0][h.ERROR_STAGE] == "aggregate"
+            assert dlq.headers[0][h.ERROR_REASON] == "invalid-result"
+            assert dlq.values[0][1] == b"{oops"  # the original payload, unchanged
+        finally:
+            dlq.close()
+        reader.poll(3.0)  # and no more events after a while
+        assert aggregator.proc.poll() is None, "the aggregator died on a bad record"
         events = _events(reader)
     finally:
         aggregator.stop()

@@ -84,11 +84,14 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
             device = device or key.decode("utf-8", errors="replace")
             state = table.get(key) or new_state()
             detection = detector.observe(state, device, window)
-            table[key] = state  # reassigned so the change reaches the changelog
             if detection is not None:
                 event = to_event(spec.name, detection)
                 log.info("event %s %s score %.2f", event.id, event.keyword, event.score)
-                await events.send(key=device.encode(), value=event.model_dump_json().encode())
+                # Acknowledged before the state that remembers it is written: a crash in between
+                # repeats the event (same id) on replay, it can never lose it.
+                sent = await events.send(key=device.encode(), value=event.model_dump_json().encode())
+                await sent
+            table[key] = state  # reassigned so the change reaches the changelog
 
     return app
 
