@@ -289,3 +289,31 @@ def test_kill9_of_the_aggregator_loses_no_event_and_repeats_only_same_ids(
     assert before <= set(values[-1]["fired"]), (
         "state after the restart does not know the events before the kill"
     )
+
+
+def test_demo_stream_lists_and_scores_events(kafka_bootstrap: str, tmp_path: Path) -> None:
+    import io
+
+    from workers.config.settings import load_settings
+    from workers.tools.demo import DemoOptions, run_demo
+
+    out = io.StringIO()
+    # A generous budget: this test is about events, not deadlines (a shared, loaded machine).
+    flags = ["--set", "pipeline.budget_ms=60000"]
+    options = DemoOptions(
+        devices=1, duration_s=12.0, run_dir=tmp_path, live=False, stream=True, rate=4.0, worker_flags=flags
+    )
+    settings = load_settings("acoustic", {"pipeline": {"budget_ms": 60000}})
+    outcome = run_demo(options, settings, bootstrap=kafka_bootstrap, out=out)
+    text = out.getvalue()
+
+    assert outcome.problems == [], text
+    assert outcome.accounted == outcome.sent > 40, text  # 1 device, a frame every 250 ms
+    assert outcome.worker_exits.get("aggregate") == 0, text
+    assert outcome.events is not None
+    truths = (tmp_path / "truth.jsonl").read_text().splitlines()
+    assert len(truths) == len(outcome.events.truths) == 2, text
+    events = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(events) == outcome.events.score.events
+    assert "event precision" in text and "event latency ms" in text
+    assert text.count("  event: ") == outcome.events.score.events  # each listed as it fired
