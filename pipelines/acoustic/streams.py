@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import subprocess
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Final
@@ -89,7 +90,10 @@ def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.floa
     if source == "eval":
         return tuple((c.label, c.source, _trim(c.pcm.astype(np.float32) / 32767.0)) for c in keyword_clips())
     if source == "tune":
-        return tuple((w, f"espeak-ng:{v}", _espeak(w, v)) for w in KEYWORDS for v in TUNE_VOICES)
+        pairs = [(w, v) for w in KEYWORDS for v in TUNE_VOICES]
+        with ThreadPoolExecutor(2) as pool:  # espeak-ng runs as a process: two at a time
+            spoken = list(pool.map(lambda wv: _espeak(*wv), pairs))
+        return tuple((w, f"espeak-ng:{v}", x) for (w, v), x in zip(pairs, spoken, strict=True))
     raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
 
 
