@@ -11,7 +11,6 @@ A result nobody can read goes to `P.dlq` with `ontime-error-*` headers, never a 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -134,8 +133,3 @@ def _dlq_headers(message: Any, why: str) -> dict[str, bytes]:
         h.SOURCE_PARTITION: str(message.partition).encode(),
         h.SOURCE_OFFSET: str(message.offset).encode(),
     }
-
-
-def state_json(state: dict[str, Any]) -> str:
-    """A device's state as stored in the changelog (for `ontime aggregate --show-state`)."""
-    return json.dumps(state, sort_keys=True)

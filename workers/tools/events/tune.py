@@ -15,8 +15,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import numpy as np
-
 from pipelines.acoustic.streams import SAMPLE_RATE, StreamAudio, build_stream, windows
 from workers.aggregate.detector import Detector, Window, new_state
 from workers.config.settings import OntimeSettings
@@ -121,7 +119,3 @@ def tune(
         ),
     )
     return best[0], table
-
-
-def seconds_of(streams: list[Scored]) -> float:
-    return float(np.sum([len(s.windows) for s in streams])) * 0.25
