@@ -8,7 +8,9 @@
     ├── Abandoned            (workers.loop.worker) a second stop signal cut the batch in hand short
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
         ├── BadContentType   header missing or not what the stage accepts
+        ├── BadHeader        a header the pipeline reads is not UTF-8, too long, or malformed
         ├── BadShape         payload size does not match the declared dtype and shape
+        ├── BadDtype         a tensor's dtype is not what the stage's model takes
         └── BadSamples       NaN/Inf or otherwise invalid values
 
 `PoisonMessage.reason` is the short machine-readable code written to `ontime-error-reason`.
@@ -47,8 +49,16 @@ class BadContentType(PoisonMessage):
     reason = "bad-content-type"
 
 
+class BadHeader(PoisonMessage):
+    reason = "bad-header"
+
+
 class BadShape(PoisonMessage):
     reason = "bad-shape"
+
+
+class BadDtype(PoisonMessage):
+    reason = "bad-dtype"
 
 
 class BadSamples(PoisonMessage):

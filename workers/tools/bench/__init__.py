@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.tools.bench import deadlines, events
+from workers.tools.bench import deadlines, events, fuzz
 
 __all__ = ["register_cli"]
 
@@ -18,3 +18,4 @@ def register_cli(subparsers: Any) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     deadlines.register_cli(kinds)
     events.register_cli(kinds)
+    fuzz.register_cli(kinds)
