@@ -30,6 +30,7 @@ VERB_MODULES = (
     "workers.tools.bench",
     "workers.tools.dlq",
     "workers.tools.offsets",
+    "workers.aggregate.cli",
 )
 BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 
