@@ -3,12 +3,15 @@ YAML anchors and merge keys, and override files merged service by service."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +69,32 @@ def raw(path: Path = COMPOSE_FILE) -> dict[str, Any]:
     """The file as written (anchors resolved by YAML), for schema validation."""
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     return data
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose specification's JSON Schema as check-jsonschema vendors it (`vendor.compose-spec`,
+    from the compose-spec project via SchemaStore), read from the installed distribution's files
+    without importing the package (its CLI module needs a newer click than faust-streaming allows)."""
+    dist = importlib.metadata.distribution("check-jsonschema")
+    path = Path(str(dist.locate_file("check_jsonschema/builtin_schemas/vendor/compose-spec.json")))
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def schema_errors(path: Path) -> list[str]:
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    found = sorted(validator.iter_errors(raw(path)), key=lambda e: list(e.path))
+    return [f"{path.name}: {'.'.join(map(str, e.path))}: {e.message}" for e in found]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.deploykit.compose FILE...`: validate compose files against the spec (CI)."""
+    errors = [line for name in argv for line in schema_errors(Path(name))]
+    for line in errors:
+        print(line, file=sys.stderr)
+    print(f"{len(argv)} compose files checked against the Compose specification: {len(errors)} errors")
+    return 1 if errors or not argv else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
