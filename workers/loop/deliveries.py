@@ -10,6 +10,7 @@ outputs" exact while compute and delivery overlap.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class Pending:
     waiting: int = 0
     failures: list[str] = field(default_factory=list)
     refused: list[Output] = field(default_factory=list)
+    opened_at: float = field(default_factory=time.monotonic)
 
     def report_for(self, output: Output, *, may_refuse: bool) -> DeliveryReport:
         """librdkafka's delivery report for `output` (served by producer.poll). A record the broker
@@ -64,6 +66,10 @@ class Ledger:
         pending = Pending(records)
         self._queue.append(pending)
         return pending
+
+    def oldest_s(self) -> float:
+        """Seconds the oldest unreleased batch has waited for its acknowledgements (0 when none)."""
+        return time.monotonic() - self._queue[0].opened_at if self._queue else 0.0
 
     def outputs_waiting(self) -> int:
         return sum(p.waiting for p in self._queue)
