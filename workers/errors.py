@@ -4,6 +4,7 @@
     ├── ConfigError          invalid settings or pipeline YAML (names the field)
     ├── ModelError           a model file is missing, or its sha256 differs from its card
     ├── BrokerError          the local broker could not be started, reached or stopped
+    │   └── KafkaRefused     (workers.kafka.refusals) wrong credentials, untrusted TLS, missing ACL
     ├── DeliveryFailed       (workers.loop.worker) a produced record was not acknowledged: the worker stops
     ├── Abandoned            (workers.loop.worker) a second stop signal cut the batch in hand short
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried

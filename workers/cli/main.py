@@ -32,6 +32,9 @@ VERB_MODULES = (
     "workers.tools.demo",
     "workers.tools.report",
     "workers.tools.bench",
+    "workers.tools.dlq",
+    "workers.tools.offsets",
+    "workers.aggregate.cli",
 )
 
 

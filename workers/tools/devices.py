@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from workers.config.settings import OntimeSettings, load_settings
 from workers.errors import BrokerError, ConfigError
 from workers.messages import headers as h
+from workers.tools.device_frames import DEVICE_PREFIX, device_ids, frame_headers
 
 __all__ = [
     "DEVICE_PREFIX",
@@ -46,8 +47,6 @@ __all__ = [
     "schedule",
 ]
 
-DEVICE_PREFIX = "mic-"
-
 
 class LabelledClip(Protocol):
     """What a pipeline's `recordings.real_clips()` returns: a label and int16 samples."""
@@ -58,11 +57,6 @@ class LabelledClip(Protocol):
     def pcm(self) -> Any: ...
     @property
     def source(self) -> str: ...
-
-
-def device_ids(count: int) -> list[str]:
-    """`mic-0001` … : the Kafka key of each simulated device."""
-    return [f"{DEVICE_PREFIX}{i:04d}" for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +90,6 @@ def schedule(
             yield Send(at, device, seq)
             sent += 1
         seq += 1
-
-
-def frame_headers(
-    frame_id: str, captured_ms: int, content_type: str, deadline_ms: int | None
-) -> h.HeaderList:
-    """Headers a device puts on a raw frame; without a deadline the first stage stamps one."""
-    out: h.HeaderList = [
-        (h.ID, frame_id.encode()),
-        (h.CAPTURED_MS, str(captured_ms).encode()),
-        (h.CONTENT_TYPE, content_type.encode()),
-    ]
-    if deadline_ms is not None:
-        out.append((h.DEADLINE_MS, str(deadline_ms).encode()))
-    return out
 
 
 def load_clips(pipeline: str, split: str = "eval") -> list[LabelledClip]:
@@ -370,6 +350,9 @@ def register_cli(subparsers: Any) -> None:
     sim.add_argument("--no-deadline", action="store_true", help=f"omit {h.DEADLINE_MS} (stage 1 stamps it)")
     sim.add_argument("--topic", default=None, help="topic to publish to (default: the pipeline's raw topic)")
     sim.add_argument("--labels-out", type=Path, default=None, help="write id→label JSON lines here")
+    from workers.tools.stream import add_stream_args
+
+    add_stream_args(sim)
     sim.set_defaults(func=_cmd_simulate)
 
     kcat = verbs.add_parser("kcat", help="write one real clip to a file and print the kcat command")
@@ -388,6 +371,10 @@ def _settings(args: argparse.Namespace) -> OntimeSettings:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if getattr(args, "stream", False):
+        from workers.tools.stream import run_stream_cli
+
+        return run_stream_cli(args, settings)
     if args.devices < 1 or args.rate <= 0 or (args.frames is not None and args.frames < 1):
         print("devices simulate: --devices, --rate and --frames must be positive", file=sys.stderr)
         return 2

@@ -10,7 +10,8 @@ from workers.kafka.topics import pipeline_topics
 def test_pipeline_topics_carry_the_config_of_each_topic() -> None:
     topics = load_settings("acoustic").pipeline.topics
     made = {t.topic: t for t in pipeline_topics(topics)}
-    assert list(made) == [getattr(topics, kind) for kind in TOPIC_KINDS]
+    assert list(made) == topics.all()
+    assert [getattr(topics, kind) for kind in TOPIC_KINDS] == topics.all()[: len(TOPIC_KINDS)]
     assert made["acoustic.results"].config == {"message.timestamp.type": "LogAppendTime"}
     assert made["acoustic.control"].num_partitions == 1
     assert made["acoustic.control"].config["cleanup.policy"] == "compact"

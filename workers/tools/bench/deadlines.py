@@ -9,12 +9,12 @@
 Definitions (docs/deadlines.md): *admitted* = frames that got through every stage's admission
 (results, plus `missed` late records: computed but finished past the deadline); *on time* =
 result completed by its deadline; *shed* = routed late before compute (`expired`,
-`insufficient-budget`); *lag* = records the stage groups have not committed yet, summed over
-the three stages, at the middle and at the end of the sending, and its trend (records/s, a line
-fitted to once-a-second samples over the second half). Workers auto-commit stored offsets every
-second, so about one second of traffic is always "lag"; flat means the trend stays near zero.
-End-to-end latency is the broker's append time of the result (P.results is created with
-LogAppendTime) minus the device's capture time.
+`insufficient-budget`, and `skipped` ranges counted frame for frame); *lag* = records the stage
+groups have not committed yet, summed over the three stages, at the middle and at the end of the
+sending, and its trend (records/s, a line fitted to once-a-second samples over the second half).
+Workers auto-commit stored offsets every second, so about one second of traffic is always "lag";
+flat means the trend stays near zero. End-to-end latency is the broker's append time of the
+result (P.results is created with LogAppendTime) minus the device's capture time.
 """
 
 from __future__ import annotations
@@ -33,10 +33,18 @@ from typing import Any, TextIO
 import numpy as np
 
 from workers.config.settings import OntimeSettings
-from workers.kafka.topics import create_topics, delete_topics
-from workers.localkafka.find import broker_for_run
-from workers.messages.reasons import EXPIRED, INSUFFICIENT_BUDGET, MISSED
-from workers.tools.bench.harness import BenchError, Collector, LagProbe, Workers, private_pipeline
+from workers.messages.reasons import EXPIRED, INSUFFICIENT_BUDGET, MISSED, SKIPPED
+from workers.tools.bench.harness import (
+    BenchError,
+    Collector,
+    LagProbe,
+    Workers,
+    backlog_rate,
+    broker,
+    create_topics,
+    delete_topics,
+    private_pipeline,
+)
 from workers.tools.devices import Fleet, LabelledClip, load_clips
 
 DEFAULT_LOADS = (0.5, 1.0, 2.0, 4.0)
@@ -76,7 +84,7 @@ class Load:
 
     @property
     def shed(self) -> int:
-        return self.late[EXPIRED] + self.late[INSUFFICIENT_BUDGET]
+        return self.late[EXPIRED] + self.late[INSUFFICIENT_BUDGET] + self.late[SKIPPED]
 
     @property
     def admitted(self) -> int:
@@ -107,17 +115,14 @@ def measure_capacity(
             if time.monotonic() > give_up:
                 raise BenchError(f"capacity run: {collector.accounted(ids)}/{len(ids)} frames after 180 s")
             time.sleep(0.2)  # waiting on another thread's progress
-        arrivals = np.sort(
-            [s.appended_ms or s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"]
-        )
-        if arrivals.size < 20:
-            raise BenchError(f"capacity run: only {arrivals.size} results of {len(ids)} frames")
-        lo, hi = np.quantile(arrivals, [0.1, 0.9])
-        capacity = 0.8 * arrivals.size / max(1e-3, (hi - lo) / 1000.0)
+        arrivals = [s.appended_ms or s.received_ms for i in ids if (s := collector.seen[i]).kind == "result"]
+        if len(arrivals) < 20:
+            raise BenchError(f"capacity run: only {len(arrivals)} results of {len(ids)} frames")
+        capacity = backlog_rate(arrivals)
         out.write(
-            f"capacity: {capacity:.0f} frames/s ({arrivals.size} frames backlog, 10th–90th percentile)\n"
+            f"capacity: {capacity:.0f} frames/s ({len(arrivals)} frames backlog, 10th–90th percentile)\n"
         )
-        return float(capacity)
+        return capacity
     finally:
         workers.stop()
         collector.stop()
@@ -141,6 +146,7 @@ def run_load(
     load = Load(factor, rate)
     fleet = Fleet(settings, devices, rate / devices, clips=clips, seed=int(factor * 10))
     reports: list[Any] = []
+    first, frames_before = len(collector.log), collector.frames
     sender = threading.Thread(target=lambda: reports.append(fleet.run(duration_s=seconds)), daemon=True)
     started = time.monotonic()
     sender.start()
@@ -159,9 +165,15 @@ def run_load(
     ids = set(report.frames)
     load.sent, load.achieved = report.sent, report.achieved_rate
     give_up = time.monotonic() + drain_s
-    while collector.accounted(ids) < len(ids) and time.monotonic() < give_up:
+    # Frames are accounted by count: a skipped range comes back as one late record without ids.
+    while collector.frames < frames_before + len(ids) and time.monotonic() < give_up:
         workers.check_alive()
         time.sleep(0.2)  # waiting on the collector thread
+    for ranged in collector.log[first:]:
+        if ranged.kind == "late" and ranged.count > 1:  # a skipped range: no record per frame
+            load.late[ranged.reason] += ranged.count
+            load.shed_at[ranged.stage] += ranged.count
+            load.unaccounted -= ranged.count
     for i in ids:
         seen = collector.seen.get(i)
         if seen is None:
@@ -251,8 +263,8 @@ def run_bench(
         f"pipeline {settings.pipeline.name}: budget {settings.pipeline.budget_ms:g} ms, "
         f"{settings.pipeline.topics.partitions} partitions, one process per stage\n"
     )
-    with broker_for_run() as kafka, tempfile.TemporaryDirectory(prefix="ontime-bench-") as tmp:
-        bootstrap, run_dir = kafka.bootstrap, Path(tmp)
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="ontime-bench-") as tmp:
+        run_dir = Path(tmp)
         if capacity is None:
             capacity = measure_capacity(settings, bootstrap, run_dir, clips, capacity_frames, out)
         live = private_pipeline(settings, bootstrap, "bench")

@@ -1,9 +1,5 @@
-"""What a benchmark needs around the pipeline: private topics and groups, worker processes, a
+"""What a benchmark needs around the pipeline: a broker, private topics, worker processes, a
 collector of everything that comes out, and a probe of consumer lag.
-
-The broker comes from workers.localkafka.find, topics from workers.kafka.topics (the results
-topic uses LogAppendTime there, which `Seen.appended_ms` reads), and readiness from
-workers.kafka.groups, the same code the demo and the tests use.
 
 Benchmarks run the real thing — Kafka broker, one OS process per stage, real models — on topics
 and consumer groups of their own, so they never mix with a demo or another run.
@@ -16,25 +12,42 @@ import signal
 import subprocess
 import threading
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from workers.config.settings import KafkaSettings, OntimeSettings
+from workers.config.settings import OntimeSettings
 from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
 from workers.errors import OntimeError
-from workers.kafka import groups
+from workers.kafka import groups as kafka_groups
+from workers.kafka import topics as kafka_topics
 from workers.kafka.topics import admin_client
+from workers.localkafka.find import broker_for_run
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
 from workers.tools.processes import spawn_worker
 
 
+def _admin(settings: OntimeSettings) -> AdminClient:
+    return admin_client(settings.kafka, "ontime-bench", quiet=True)
+
+
 class BenchError(OntimeError):
     """The benchmark could not set up or run its pipeline."""
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """Bootstrap servers from workers.localkafka.find: the environment's cluster, a running local
+    broker, or one started here (and stopped on exit)."""
+    with broker_for_run() as found:
+        yield found.bootstrap
 
 
 def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **changes: Any) -> OntimeSettings:
@@ -42,14 +55,61 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     data = settings.pipeline.model_dump(mode="json")
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
-    data["topics"].update({k: f"{tag}-{run}.{k}" for k in TOPIC_KINDS})
+    data["topics"].update({k: f"{tag}-{run}.{k}" for k in (*TOPIC_KINDS, "events")})
     data.update(changes)
     return settings.model_copy(
         update={
-            "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+            # Keep TLS/SASL settings: only the address changes.
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
+
+
+def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
+    """The pipeline's topics as `ontime topics create` makes them (results in LogAppendTime)."""
+    kafka_topics.create_topics(settings, timeout_s)
+
+
+def delete_topics(settings: OntimeSettings) -> None:
+    """Best effort at the end of a run: a failure here must not hide the run's own error."""
+    with contextlib.suppress(OntimeError):
+        kafka_topics.delete(_admin(settings), settings.pipeline.topics.all(), 30.0, wait=False)
+
+
+def backlog_rate(arrivals_ms: Sequence[float]) -> float:
+    """Results per second between the 10th and 90th percentile of their arrival times (ms).
+
+    Start-up (processes joining, caches warming) and the tail (the last partition draining alone)
+    do not count: what is left is the rate the processes sustain while they have work.
+    """
+    arrivals = np.sort(np.asarray(arrivals_ms, dtype=np.float64))
+    if arrivals.size < 2:
+        raise BenchError(f"a backlog rate needs at least 2 results, got {arrivals.size}")
+    lo, hi = np.quantile(arrivals, [0.1, 0.9])
+    return float(0.8 * arrivals.size / max(1e-3, (hi - lo) / 1000.0))
+
+
+def wait_assigned(
+    settings: OntimeSettings,
+    stages: Sequence[str],
+    timeout_s: float = 90.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Until each stage's consumer group has a member holding partitions (`check` may raise)."""
+    wait_groups(settings, [settings.pipeline.group_id(s) for s in stages], timeout_s, check)
+
+
+def wait_groups(
+    settings: OntimeSettings,
+    groups: Sequence[str],
+    timeout_s: float = 90.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Until each consumer group has a member holding partitions (`check` may raise)."""
+    pending = kafka_groups.wait_assigned(_admin(settings), groups, timeout_s, check)
+    if pending:
+        raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
 
 
 @dataclass
@@ -59,32 +119,46 @@ class WorkerProcess:
     log: Path
 
 
-class Workers:
-    """One `ontime worker --stage X` process per stage, on the pipeline written to `run_dir`."""
+def write_pipeline(settings: OntimeSettings, run_dir: Path) -> Path:
+    """The (private) pipeline as a YAML file in `run_dir`, for worker and peer processes to read."""
+    spec = settings.pipeline
+    path = run_dir / f"{spec.name}.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    return path
 
-    def __init__(self, settings: OntimeSettings, run_dir: Path) -> None:
+
+class Workers:
+    """`ontime worker --stage X` processes on the pipeline written to `run_dir`.
+
+    `processes` lists each process's `--stage` value: one per stage by default, or
+    `("preprocess,infer,postprocess",)` for the whole chain fused in one process.
+    """
+
+    def __init__(
+        self, settings: OntimeSettings, run_dir: Path, processes: Sequence[str] = STAGE_ORDER
+    ) -> None:
         self.settings = settings
         self.run_dir = run_dir
+        self.processes = tuple(processes)
         self.procs: list[WorkerProcess] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.procs]
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
         spec = self.settings.pipeline
-        path = self.run_dir / f"{spec.name}.yaml"
-        path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        path = write_pipeline(self.settings, self.run_dir)
         bootstrap = self.settings.kafka.bootstrap_servers
-        for stage in STAGE_ORDER:
-            log = self.run_dir / f"{spec.name}-{stage}.log"
+        for stage in self.processes:
+            log = self.run_dir / f"{spec.name}-{stage.replace(',', '+')}.log"
             proc = spawn_worker(stage, str(path), bootstrap, log)
             self.procs.append(WorkerProcess(stage, proc, log))
         self._wait_ready(ready_timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
-        spec = self.settings.pipeline
-        admin = admin_client(self.settings.kafka, "ontime-bench")
-        group_ids = [spec.group_id(s) for s in STAGE_ORDER]
-        pending = groups.wait_assigned(admin, group_ids, timeout_s, self.check_alive)
-        if pending:
-            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
+        firsts = [p.split(",")[0].strip() for p in self.processes]
+        wait_assigned(self.settings, firsts, timeout_s, self.check_alive)
 
     def check_alive(self) -> None:
         for w in self.procs:
@@ -109,7 +183,7 @@ class Workers:
 
 @dataclass(slots=True)
 class Seen:
-    """One frame as it came out: where, when the collector got it, and what it said."""
+    """One frame (or a counted range of them) as it came out: where, when, and what it said."""
 
     kind: str  # result, late, dlq
     received_ms: float
@@ -121,10 +195,36 @@ class Seen:
     completed_ms: int | None = None
     appended_ms: int | None = None  # broker append time of the result record
     stages: tuple[tuple[str, float, float], ...] = ()  # (stage, queue_ms, compute_ms)
+    count: int = 1  # frames this record accounts for (a late record may stand for a skipped range)
+
+
+def late_count(value: str) -> int:
+    """Frames a late record stands for (`ontime-late-count`, set on a skipped range); absent: 1."""
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def record_key(headers: dict[str, str], count: int = 1) -> str:
+    """What identifies an outcome record: its frame id, or for a counted range its source position.
+
+    A redelivered record (at-least-once) has the same key, so it is not counted twice.
+    """
+    frame = headers.get(h.ID, "")
+    if count == 1 and frame:
+        return frame
+    where = (
+        headers.get(h.SOURCE_TOPIC, ""),
+        headers.get(h.SOURCE_PARTITION, ""),
+        headers.get(h.SOURCE_OFFSET, ""),
+    )
+    return "/".join(where) + f"+{count}"
 
 
 class Collector:
-    """Reads P.results, P.late and P.dlq in a thread and keeps the latest word on every frame id."""
+    """Reads P.results, P.late and P.dlq in a thread and keeps the latest word on every frame id.
+
+    `frames` counts every frame accounted for once (a redelivered record does not count twice,
+    a late record with a count header counts that many); `log` lists records in arrival order.
+    """
 
     def __init__(self, settings: OntimeSettings) -> None:
         topics = settings.pipeline.topics
@@ -140,6 +240,8 @@ class Collector:
         )
         self.consumer.subscribe([topics.results, topics.late, topics.dlq])
         self.seen: dict[str, Seen] = {}
+        self.log: list[Seen] = []
+        self.frames = 0
         self.records = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
@@ -161,35 +263,40 @@ class Collector:
             for msg in self.consumer.consume(num_messages=1000, timeout=0.002):
                 if msg.error():
                     continue
-                received = now_ms()
-                hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
-                frame = hd.get(h.ID, "")
                 self.records += 1
+                hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
                 if msg.topic() == self.topics.results:
-                    body = json.loads(msg.value() or b"{}")
-                    self.seen[frame] = Seen(
-                        "result",
-                        received,
-                        status=body.get("status", ""),
-                        captured_ms=body.get("captured_ms"),
-                        deadline_ms=body.get("deadline_ms"),
-                        completed_ms=body.get("completed_ms"),
-                        appended_ms=msg.timestamp()[1]
-                        if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME
-                        else None,
-                        stages=tuple(
-                            (t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])
-                        ),
-                    )
-                else:
-                    deadline = hd.get(h.DEADLINE_MS, "")
-                    self.seen[frame] = Seen(
-                        "late" if msg.topic() == self.topics.late else "dlq",
-                        received,
-                        reason=hd.get(h.ERROR_REASON, ""),
-                        stage=hd.get(h.ERROR_STAGE, ""),
-                        deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
-                    )
+                    self._keep(record_key(hd), self._result(msg, json.loads(msg.value() or b"{}")))
+                    continue
+                deadline = hd.get(h.DEADLINE_MS, "")
+                seen = Seen(
+                    "late" if msg.topic() == self.topics.late else "dlq",
+                    now_ms(),
+                    reason=hd.get(h.ERROR_REASON, ""),
+                    stage=hd.get(h.ERROR_STAGE, ""),
+                    deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
+                    count=late_count(hd.get(h.LATE_COUNT, "")),
+                )
+                self._keep(record_key(hd, seen.count), seen)
+
+    @staticmethod
+    def _result(msg: Any, body: dict[str, Any]) -> Seen:
+        return Seen(
+            "result",
+            now_ms(),
+            status=body.get("status", ""),
+            captured_ms=body.get("captured_ms"),
+            deadline_ms=body.get("deadline_ms"),
+            completed_ms=body.get("completed_ms"),
+            appended_ms=msg.timestamp()[1] if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME else None,
+            stages=tuple((t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])),
+        )
+
+    def _keep(self, key: str, seen: Seen) -> None:
+        if key not in self.seen:
+            self.log.append(seen)
+            self.frames += seen.count
+        self.seen[key] = seen
 
     def accounted(self, ids: set[str]) -> int:
         return sum(1 for i in ids if i in self.seen)
