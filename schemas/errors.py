@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-samples", "poison", "model-error")
+DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-encoding", "bad-samples", "poison", "model-error")
 LATE_REASONS = ("expired", "insufficient-budget", "missed")
 
 

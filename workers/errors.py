@@ -8,7 +8,8 @@
     ├── Abandoned            (workers.loop.worker) a second stop signal cut the batch in hand short
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
         ├── BadContentType   header missing or not what the stage accepts
-        ├── BadShape         payload size does not match the declared dtype and shape
+        ├── BadShape         payload size (or image size, channels) does not match what is declared
+        ├── BadEncoding      payload is not a valid instance of its content type (corrupt, truncated)
         └── BadSamples       NaN/Inf or otherwise invalid values
 
 `PoisonMessage.reason` is the short machine-readable code written to `ontime-error-reason`.
@@ -49,6 +50,10 @@ class BadContentType(PoisonMessage):
 
 class BadShape(PoisonMessage):
     reason = "bad-shape"
+
+
+class BadEncoding(PoisonMessage):
+    reason = "bad-encoding"
 
 
 class BadSamples(PoisonMessage):

@@ -21,11 +21,31 @@ StageName = Literal["preprocess", "infer", "postprocess"]
 
 
 class FrameSpec(BaseModel):
-    """The raw frame a pipeline accepts from devices."""
+    """The raw frame a pipeline accepts from devices, and the pure function that decodes it.
+
+    The runtime knows no frame format: `decoder` names a function in the pipeline's own package
+    (`pipelines.<name>.frames:decode`), called as `decode(payload, content_type, frame)`; it returns
+    one frame's input to the preprocess model (no batch axis) or raises a PoisonMessage.
+    `params` are the decoder's own settings (sizes, accepted conversions), checked by it.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    content_type: str = "audio/pcm;format=s16le;rate=16000;channels=1"
-    samples: int = Field(16000, gt=0, description="samples per frame (exactly 1.0 s at 16 kHz)")
+    content_type: str = Field(description="what devices send, e.g. image/png or audio/pcm;rate=16000")
+    decoder: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function of the frame decoder"
+    )
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class DevicesSpec(BaseModel):
+    """What `ontime devices simulate` publishes for this pipeline: real labelled frames."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function(split) returning labelled frames (label, source, payload bytes)",
+    )
+    key_prefix: str = Field("dev-", pattern=r"^[A-Za-z0-9._-]*$", description="device ids: <prefix>0001, …")
 
 
 class Topics(BaseModel):
@@ -89,7 +109,8 @@ class PipelineSpec(BaseModel):
     budget_ms: float = Field(gt=0, le=60_000)
     max_clock_skew_ms: float = Field(50, ge=0)
     late_policy: Literal["route", "deliver"] = "route"
-    frame: FrameSpec = Field(default_factory=FrameSpec)
+    frame: FrameSpec
+    devices: DevicesSpec | None = None
     topics: Topics
     stages: dict[StageName, StageSpec]
     transport_share: float = Field(0.0, ge=0, le=1)
