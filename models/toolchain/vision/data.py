@@ -15,7 +15,7 @@ from pipelines.vision.fashion_mnist import DATA_DIR, available, load_pixels
 from pipelines.vision.fashion_mnist import LABELS as _LABELS
 
 LABELS = list(_LABELS)
-__all__ = ["DATA_DIR", "LABELS", "available", "load"]
+__all__ = ["DATA_DIR", "LABELS", "available", "load", "load_pixels"]
 
 
 def load(split: str, data_dir: Path = DATA_DIR) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
