@@ -59,7 +59,7 @@ def test_fleet_sends_k_frames_with_headers_keys_and_payloads(
     assert report.delivered == 12
     assert report.failed == 0
     assert sum(report.per_device.values()) == 12
-    assert set(report.per_device) == set(device_ids(3))
+    assert set(report.per_device) == set(device_ids(3, "mic-"))
     assert report.per_device == {"mic-0001": 4, "mic-0002": 4, "mic-0003": 4}
 
     records = _consume(kafka_bootstrap, topic, 12)
@@ -74,7 +74,7 @@ def test_fleet_sends_k_frames_with_headers_keys_and_payloads(
         assert hd[h.CONTENT_TYPE] == settings.pipeline.frame.content_type
         assert int(hd[h.CAPTURED_MS]) == frame.captured_ms
         assert int(hd[h.DEADLINE_MS]) == frame.captured_ms + budget
-        assert len(msg.value() or b"") == 2 * settings.pipeline.frame.samples
+        assert len(msg.value() or b"") == 2 * int(settings.pipeline.frame.params["samples"])
         assert msg.timestamp()[1] == frame.captured_ms
         partitions_of[key].add(msg.partition())
     assert {m.headers() and h.as_dict(m.headers())[h.ID] for m in records} == set(report.frames)
@@ -111,7 +111,7 @@ def test_the_printed_kcat_example_publishes_a_valid_frame(
         {"kafka": {"bootstrap_servers": kafka_bootstrap}, "pipeline": {"topics": {"raw": topic}}},
     )
     frame = tmp_path / "frame.pcm"
-    frame.write_bytes(np.zeros(settings.pipeline.frame.samples, dtype="<i2").tobytes())
+    frame.write_bytes(np.zeros(int(settings.pipeline.frame.params["samples"]), dtype="<i2").tobytes())
     command = kcat_example(settings, str(frame))
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -122,4 +122,4 @@ def test_the_printed_kcat_example_publishes_a_valid_frame(
     assert hd[h.CONTENT_TYPE] == settings.pipeline.frame.content_type
     assert str(uuid.UUID(hd[h.ID])) == hd[h.ID]
     assert abs(int(hd[h.CAPTURED_MS]) - time.time() * 1000) < 600_000
-    assert len(msg.value() or b"") == 2 * settings.pipeline.frame.samples
+    assert len(msg.value() or b"") == 2 * int(settings.pipeline.frame.params["samples"])

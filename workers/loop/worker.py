@@ -55,7 +55,12 @@ PAUSE_AFTER_S = 0.2
 COMPUTE_POLL_S = 0.05
 LAG_EVERY_S = 5.0
 DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+}
 
 
 class DeliveryFailed(OntimeError):
