@@ -199,7 +199,7 @@ class SendReport:
         target = self.devices * self.rate
         lines = [
             f"fleet: {self.devices} devices × {self.rate:g} frames/s → {self.topic} "
-            f"({self.clips} real clips, cycling)",
+            f"({self.clips} real labelled frames, cycling)",
             f"  sent       {self.sent:>7}   in {self.elapsed_s:.1f} s = {self.achieved_rate:.2f} frames/s "
             f"(target {target:.2f})",
             f"  delivered  {self.delivered:>7}   (acks=all, idempotent)",
@@ -388,7 +388,7 @@ def register_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser("devices", help="simulated devices that publish real labelled frames")
     verbs = parser.add_subparsers(dest="devices_verb", required=True, metavar="VERB")
 
-    sim = verbs.add_parser("simulate", help="publish real clips as N devices at R frames/s each")
+    sim = verbs.add_parser("simulate", help="publish real labelled frames as N devices at R frames/s each")
     sim.add_argument("--pipeline", dest="verb_pipeline", default=None, help="pipeline name or YAML path")
     sim.add_argument("--devices", type=int, default=4, help="number of devices (default 4)")
     sim.add_argument("--rate", type=float, default=1.0, help="frames per second per device (default 1)")
