@@ -7,9 +7,9 @@ stage, consumer group, budget in milliseconds) is computed here so no other modu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _REPO = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = _REPO / "pipelines"
@@ -35,6 +35,23 @@ class FrameSpec(BaseModel):
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function of the frame decoder"
     )
     params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _numbers_from_text(cls, value: Any) -> Any:
+        """`--set …params.width=32` and `ONTIME_…` give text; a number in text is a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: _number(v) if isinstance(v, str) else v for k, v in value.items()}
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 class DevicesSpec(BaseModel):

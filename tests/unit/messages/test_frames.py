@@ -1,10 +1,13 @@
 """The runtime's frame hook: it loads the decoder a pipeline names and knows no format itself."""
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from pipelines.vision import png
+from workers.config.settings import load_settings
 from workers.config.spec import FrameSpec
-from workers.errors import BadContentType, ConfigError
+from workers.errors import BadContentType, BadShape, ConfigError
 from workers.messages.frames import expect_mime, load_decoder
 
 
@@ -41,3 +44,18 @@ def test_expect_mime_compares_only_the_type() -> None:
         expect_mime("image/jpeg", frame)
     with pytest.raises(BadContentType, match="missing"):
         expect_mime(None, frame)
+
+
+def test_params_overridden_from_text_keep_their_number_type() -> None:
+    settings = load_settings(
+        "vision", {"pipeline": {"frame": {"params": {"width": "32", "convert": "gray"}}}}
+    )
+    assert settings.pipeline.frame.params == {
+        "width": 32,
+        "height": 28,
+        "max_bytes": 65536,
+        "convert": "gray",
+    }
+    decode = load_decoder(settings.pipeline.frame)
+    with pytest.raises(BadShape, match="the pipeline takes 32×28"):
+        decode(png.encode(np.zeros((28, 28), np.uint8)), "image/png")
