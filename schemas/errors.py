@@ -1,7 +1,9 @@
 """What a record on `P.dlq` or `P.late` says about itself (its headers, as a schema).
 
-Those records keep the original payload unchanged; the reason lives in headers so a consumer can
-replay the payload as is. `ErrorRecord.from_headers` reads them.
+Dead letters keep the original payload unchanged, so a consumer can replay it as is; late records
+point at their source (topic, partition, offset) and carry the payload only with
+`late_payload: copy`. A `skipped` late record stands for `count` consecutive source offsets
+starting at `source_offset`. The reason lives in headers; `ErrorRecord.from_headers` reads them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-encoding", "bad-samples", "poison", "model-error")
-LATE_REASONS = ("expired", "insufficient-budget", "missed")
+LATE_REASONS = ("expired", "insufficient-budget", "missed", "skipped")
 
 
 class ErrorRecord(BaseModel):
@@ -28,6 +30,7 @@ class ErrorRecord(BaseModel):
     source_partition: int
     source_offset: int
     deadline_ms: int | None = None
+    count: int = Field(1, ge=1, description="frames this record stands for (ontime-late-count)")
 
     @classmethod
     def from_headers(cls, kind: Literal["dlq", "late"], headers: Mapping[str, str]) -> ErrorRecord:
@@ -42,4 +45,9 @@ class ErrorRecord(BaseModel):
             source_partition=int(headers.get("ontime-source-partition", "-1")),
             source_offset=int(headers.get("ontime-source-offset", "-1")),
             deadline_ms=int(deadline) if deadline and deadline.lstrip("-").isdigit() else None,
+            count=_count(headers.get("ontime-late-count")),
         )
+
+
+def _count(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and int(value) >= 1 else 1

@@ -23,6 +23,7 @@ from schemas.errors import LATE_REASONS
 from schemas.results import Result
 from workers.config.settings import KafkaSettings, OntimeSettings, load_settings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.loop.skip import SKIPPED
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
@@ -54,7 +55,8 @@ def make_settings(bootstrap: str, topic_factory: TopicFactory, **stage_changes: 
     data["name"] = f"t{uuid.uuid4().hex[:10]}"
     parts = 3
     topics = {
-        k: topic_factory(partitions=parts) for k in ("raw", "features", "scores", "results", "late", "dlq")
+        k: topic_factory(partitions=parts)
+        for k in ("raw", "features", "scores", "results", "late", "dlq", "control")
     }
     data["topics"] = {**topics, "partitions": parts, "replication_factor": 1}
     for stage, changes in stage_changes.items():
@@ -154,11 +156,17 @@ class Collected:
         self.results: dict[str, Result] = {}
         self.late: dict[str, dict[str, str]] = {}
         self.dlq: dict[str, dict[str, str]] = {}
+        # Skip-ahead ranges: (stage, partition, first offset) → frames the record stands for.
+        self.skipped: dict[tuple[str, int, int], int] = {}
         self.duplicates = 0
 
     @property
+    def skipped_frames(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
     def total(self) -> int:
-        return len(self.results) + len(self.late) + len(self.dlq)
+        return len(self.results) + len(self.late) + len(self.dlq) + self.skipped_frames
 
 
 def collect(settings: OntimeSettings, expected: int, timeout_s: float = 120.0) -> Collected:
@@ -186,6 +194,10 @@ def collect(settings: OntimeSettings, expected: int, timeout_s: float = 120.0) -
                 out.duplicates += seen
                 if msg.topic() == topics.results:
                     out.results[frame] = Result.model_validate_json(msg.value() or b"")
+                elif msg.topic() == topics.late and hd.get(h.ERROR_REASON) == SKIPPED:
+                    where = (hd[h.ERROR_STAGE], int(hd[h.SOURCE_PARTITION]), int(hd[h.SOURCE_OFFSET]))
+                    out.duplicates += where in out.skipped
+                    out.skipped[where] = int(hd[h.LATE_COUNT])
                 elif msg.topic() == topics.late:
                     out.late[frame] = hd
                 else:
@@ -256,16 +268,19 @@ def test_an_overload_burst_answers_admitted_frames_on_time_and_routes_the_rest_l
         len(got.results),
         dict(where),
         len(got.dlq),
+        got.skipped,
         got.duplicates,
         sorted(hd[h.ERROR_DETAIL][:60] for hd in got.late.values())[::60],
     )
-    # Every frame sent is accounted for exactly once.
-    assert len(got.results) + len(got.late) + len(got.dlq) == sent, summary
+    # Every frame sent is accounted for exactly once (a skipped range counts its frames).
+    assert len(got.results) + len(got.late) + len(got.dlq) + got.skipped_frames == sent, summary
     assert got.duplicates == 0, summary
     assert set(late_reasons) <= set(LATE_REASONS), summary
     # The burst overloaded the pipeline: some frames were shed before compute …
-    assert late_reasons["expired"] + late_reasons["insufficient-budget"] > 0, summary
-    assert stages["infer"].shed["expired"] + stages["infer"].shed["insufficient-budget"] > 0, summary
+    assert late_reasons["expired"] + late_reasons["insufficient-budget"] + got.skipped_frames > 0, summary
+    infer_skipped = sum(n for (stage, _, _), n in got.skipped.items() if stage == "infer")
+    infer_shed = stages["infer"].shed["expired"] + stages["infer"].shed["insufficient-budget"]
+    assert infer_shed + infer_skipped > 0, summary
     # … the admitted ones were answered within their deadline …
     assert len(got.results) > 0, summary
     for result in got.results.values():

@@ -73,17 +73,37 @@ class Topics(BaseModel):
     results: str
     late: str
     dlq: str
+    control: str = Field(
+        "", description="compacted topic of the stages' latency reports; default: <raw prefix>.control"
+    )
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _control_name(self) -> Topics:
+        if not self.control:
+            stem = self.raw[: -len(".raw")] if self.raw.endswith(".raw") else self.raw
+            self.control = f"{stem}.control"
+        return self
+
     def all(self) -> list[str]:
-        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq]
+        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+
+    def config_of(self, topic: str) -> tuple[int, dict[str, str]]:
+        """Partitions and topic configs: the control topic keeps the newest report per key."""
+        if topic == self.control:
+            return 1, {"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
+        return self.partitions, {}
 
 
 class BatchSpec(BaseModel):
+    """A batch is what piled up while the previous one ran (work-conserving): an idle stage runs a
+    lone frame at once. `max_wait_ms > 0` lets a batch wait for company, but only as long as its
+    most urgent member can still make its deadline (workers/deadlines/batcher.py)."""
+
     model_config = ConfigDict(extra="forbid")
     max_size: int = Field(16, ge=1, le=1024)
-    max_wait_ms: float = Field(5.0, ge=0)
+    max_wait_ms: float = Field(0.0, ge=0)
 
 
 class CacheSpec(BaseModel):
@@ -126,6 +146,11 @@ class PipelineSpec(BaseModel):
     budget_ms: float = Field(gt=0, le=60_000)
     max_clock_skew_ms: float = Field(50, ge=0)
     late_policy: Literal["route", "deliver"] = "route"
+    late_payload: Literal["reference", "copy"] = Field(
+        "reference",
+        description="P.late records point at their source record (reference) or carry its payload (copy)",
+    )
+    skip_ahead: bool = Field(True, description="seek past a backlog head that cannot make its deadlines")
     frame: FrameSpec
     devices: DevicesSpec | None = None
     topics: Topics

@@ -1,19 +1,17 @@
-"""Deadline-aware dynamic batching: a batch closes when full, or when waiting longer would make
-its most urgent member miss.
+"""Deadline-aware batching for a stage configured to wait: close when full, or when waiting
+longer would make the most urgent member miss.
 
-Bigger batches are cheaper per frame, so the infer stage waits for more frames — but only as long
-as its most urgent member can afford: it must close by ``deadline − predicted latency of a batch
-of the current size − downstream reserve``. The latency comes from the stage's measured
-`CostModel`, so the batcher waits less when runs get slower. `max_wait_ms` caps the wait when
-every member has time to spare. On `take`, members that can no longer make it, even on the
-fallback model, are removed before the run (they go to `P.late`).
-
+Batches are work-conserving by default (the worker takes what is already fetched and never
+waits). A stage with `batch.max_wait_ms > 0` may wait for company, but never past the moment its
+most urgent viable member must start: ``deadline − predicted cost of a batch of the current size
+− downstream reserve``, with the cost from the stage's measured `CostModel` and the reserve as
+measured now. Members that cannot make it even alone (they will be shed) do not hurry the batch.
 The worker loop uses it like this::
 
-    batcher.add(env)                       # for each consumed message
-    poll_timeout = batcher.wait_ms()       # how long it may poll for more
-    if batcher.due():
-        batch, dropped = batcher.take()    # run `batch`, route `dropped` late
+    batcher.add(record, deadline)            # for each consumed record
+    while not batcher.due() and not batcher.full():
+        ... consume more for at most batcher.wait_ms() ...
+    batch = batcher.drain()                  # the stage sheds what can no longer make it
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from workers.deadlines.admission import Costs, Shed, plan
+from workers.deadlines.admission import Costs
 from workers.deadlines.budget import StageBudget
 from workers.messages import headers as h
 from workers.messages.deadline import Clock, Deadline, now_ms, stamp
@@ -33,7 +31,13 @@ class DeadlineBatcher(Generic[T]):
     """Collects items (envelopes, or raw records with their deadline) and says when to close."""
 
     def __init__(
-        self, *, budget: StageBudget, costs: Costs, max_size: int, max_wait_ms: float, clock: Clock = now_ms
+        self,
+        *,
+        budget: Callable[[], StageBudget],
+        costs: Costs,
+        max_size: int,
+        max_wait_ms: float,
+        clock: Clock = now_ms,
     ) -> None:
         self.budget = budget
         self.costs = costs
@@ -65,7 +69,7 @@ class DeadlineBatcher(Generic[T]):
         if self.full():
             return self._opened_ms
         now = self._clock() if now is None else now
-        reserve = self.budget.reserve_ms
+        reserve = self.budget().reserve_ms
         cheapest = self.costs.overhead(1) + min(
             self.costs.primary(1), self.costs.fallback(1) if self.costs.fallback else float("inf")
         )
@@ -90,28 +94,11 @@ class DeadlineBatcher(Generic[T]):
         close = self.close_at_ms(now)
         return close is not None and close <= now
 
-    def take(self, now: float | None = None) -> tuple[list[T], list[tuple[T, Shed]]]:
-        """Close the batch: up to `max_size` members to run (arrival order), and those dropped."""
-        now = self._clock() if now is None else now
-        members, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
-        if self._pending:
-            self._opened_ms = now
-        decided = plan([d for _, d in members], now, self.budget, self.costs)
-        dropped = {s.index: s for s in decided.shed}
-        batch = [item for i, (item, _) in enumerate(members) if i not in dropped]
-        return batch, [(members[i][0], s) for i, s in sorted(dropped.items())]
-
     def drain(self) -> list[T]:
         """Every pending item in arrival order, leaving the batcher empty (no admission check)."""
         items = [item for item, _ in self._pending]
         self._pending = []
         return items
-
-    def discard(self, gone: Callable[[T], bool]) -> list[T]:
-        """Forget members `gone` says to (e.g. from revoked partitions: their new owner has them)."""
-        lost = [item for item, _ in self._pending if gone(item)]
-        self._pending = [(item, d) for item, d in self._pending if not gone(item)]
-        return lost
 
 
 def record_deadline(msg: Any, budget_ms: float, skew_ms: float, now: float) -> Deadline:

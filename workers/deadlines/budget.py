@@ -39,6 +39,10 @@ class StageBudget:
             reserve_ms=pipeline.budget_ms * (later + transport),
         )
 
+    def with_reserve(self, reserve_ms: float) -> StageBudget:
+        """The same stage budget with another downstream reserve (a measured one)."""
+        return StageBudget(self.stage, self.total_ms, self.stage_ms, reserve_ms)
+
     def slack_ms(self, deadline: Deadline, now: float, cost_ms: float) -> float:
         """Time to spare if the frame starts now and this stage costs `cost_ms` (negative: it misses)."""
         return deadline.remaining_ms(now) - cost_ms - self.reserve_ms

@@ -33,7 +33,12 @@ def create_topics(settings: OntimeSettings, timeout: float = READY_TIMEOUT_S) ->
     created: list[str] = []
     if wanted:
         news = [
-            NewTopic(t, num_partitions=topics.partitions, replication_factor=topics.replication_factor)
+            NewTopic(
+                t,
+                num_partitions=topics.config_of(t)[0],
+                replication_factor=topics.replication_factor,
+                config=topics.config_of(t)[1],
+            )
             for t in wanted
         ]
         for name, future in client.create_topics(news, operation_timeout=timeout).items():

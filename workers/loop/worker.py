@@ -2,17 +2,21 @@
 
 One turn of the loop, top to bottom:
 
-    take a batch of records → envelopes (an unreadable record goes to the DLQ)
+    take what is fetched (work-conserving: an idle stage runs a lone frame at once; a batch is
+    what piled up while the previous one ran) → skip a hopeless backlog head by seeking
+    → envelopes (an unreadable record goes to the DLQ)
     → compute the stages in a worker thread while this thread keeps the consumer polled
     → produce every outcome (emit → next topic, late → P.late, dlq → P.dlq, key = device id)
-    → wait until every produced record is delivered
-    → only then store the batch's offsets (auto-commit commits stored offsets only)
+    → go on to the next batch; deliveries are acknowledged in the background
+    → store a batch's offsets once its outputs and every earlier batch's are delivered
+      (workers/loop/deliveries.py; auto-commit commits stored offsets only)
 
 A failed delivery stops the worker without storing, so nothing is ever lost; a crash anywhere
 means the new owner of the partition reprocesses from the last committed offset (duplicates
-are possible, loss is not). Partitions revoked while a batch is in flight are settled and
-committed inside the revoke callback, before the partition moves; lost partitions are dropped
-without a commit.
+are possible, loss is not). Partitions revoked while a batch is in flight are settled, their
+deliveries awaited and committed inside the revoke callback, before the partition moves; lost
+partitions are dropped without a commit. Every second the worker reports its stages' measured
+latency on the control topic, and reads the other stages' reports (workers/loop/control.py).
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from workers.config.settings import OntimeSettings
+from workers.config.spec import STAGE_ORDER
 from workers.deadlines.batcher import DeadlineBatcher, record_deadline
+from workers.deadlines.reserve import LatencyBoard
 from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
+from workers.loop.control import ControlReader, LatencyPublisher
+from workers.loop.deliveries import Ledger, Pending
+from workers.loop.skip import Skip, find_skip, skip_headers
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
 from workers.messages.headers import CONTENT_TYPE, ID, HeaderList, as_dict
@@ -55,12 +62,8 @@ PAUSE_AFTER_S = 0.2
 COMPUTE_POLL_S = 0.05
 LAG_EVERY_S = 5.0
 DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
-_ORT_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64,
-    "tensor(uint8)": np.uint8,
-}
+MAX_UNSETTLED_BATCHES = 8  # produced batches awaiting acknowledgements before the loop waits
+IDLE_POLL_S = 0.005  # poll timeout while deliveries are outstanding, so their offsets go out soon
 
 
 class DeliveryFailed(OntimeError):
@@ -81,6 +84,7 @@ class InFlight:
     future: Future[list[Routed]] | None = None
     settled: bool = False
     lost: set[TP] = field(default_factory=set)
+    skips: list[Skip] = field(default_factory=list)
 
 
 class StageWorker:
@@ -106,15 +110,22 @@ class StageWorker:
         self.input_topic = self.pipeline.input_topic(first)
         self.output_topic = self.pipeline.output_topic(stages[-1].name)
         self.batch = self.pipeline.stages[first].batch  # type: ignore[index]
-        # infer closes its batches by its members' deadlines (workers/batcher.py), not a fixed wait
+        # Work-conserving by default; a configured wait closes by the members' deadlines.
         self._batcher: DeadlineBatcher[Message] | None = None
-        if first == "infer":
+        if self.batch.max_wait_ms > 0:
             self._batcher = DeadlineBatcher(
-                budget=stages[0].budget,
+                budget=stages[0].current_budget,
                 costs=stages[0].planning_costs(),
                 max_size=self.batch.max_size,
                 max_wait_ms=self.batch.max_wait_ms,
             )
+        # Measured downstream latency: published by every worker, read by those with stages after them.
+        self.board = LatencyBoard()
+        for stage in self.stages:
+            stage.use_board(self.board)
+        self._publisher = LatencyPublisher(settings, [s.name for s in stages], self.board)
+        remote_after = STAGE_ORDER.index(stages[-1].name) < len(STAGE_ORDER) - 1
+        self._reader = ControlReader(settings, self.board) if remote_after else None
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         self.producer = Producer({**producer_config(settings, first), "error_cb": self._on_error})
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{first}-compute")
@@ -123,18 +134,21 @@ class StageWorker:
         self._owned: set[TP] = set()
         self._early: list[Message] = []  # records poll() returned while a batch was computing
         self._in_flight: InFlight | None = None
+        self._ledger = Ledger()
         self._stored: dict[TP, int] = {}
+        self._skip_checked: dict[TP, float] = {}
         self._last_seen_ms: dict[TP, int] = {}
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
         self._errors_logged: dict[int, float] = {}
-        self.counts = {"emit": 0, "late": 0, "dlq": 0}
+        self.counts = {"emit": 0, "late": 0, "dlq": 0, "skipped": 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
         """Serve until `stop()`; raises DeliveryFailed (after leaving the group) if Kafka refuses."""
-        self._warm_up()
+        if self._reader is not None:
+            self._reader.start()
         for stage in self.stages:
             self.telemetry.started(self.pipeline.name, stage.name)
         event(
@@ -170,11 +184,15 @@ class StageWorker:
     # -- one turn of the loop ----------------------------------------------------------------
     def _turn(self) -> None:
         self.telemetry.poll_turned()
+        self._release_delivered()
+        self._publisher.maybe_publish(self.producer)
         records = self._take_records()
         self._report_lag(records)
         if not records:
             return
-        batch = self._open(records)
+        skips = self._skip_hopeless(records)
+        batch = self._open([m for m in records if not _skipped(m, skips)])
+        batch.skips = skips
         self._in_flight = batch
         try:
             routed = self._compute(batch)
@@ -184,21 +202,40 @@ class StageWorker:
             self._in_flight = None
 
     def _take_records(self) -> list[Message]:
-        """Up to `batch.max_size` records: wait for the first, then at most `max_wait_ms` for more."""
+        """Up to `batch.max_size` records: what is already fetched, waiting only for the first."""
         size = self.batch.max_size
         taken, self._early = self._early[:size], self._early[size:]
         if not taken:
-            first = self.consumer.poll(self.settings.worker.poll_timeout_ms / 1000.0)
+            timeout = self.settings.worker.poll_timeout_ms / 1000.0
+            first = self.consumer.poll(min(timeout, IDLE_POLL_S) if len(self._ledger) else timeout)
             if first is None:
                 return []
             taken = [first]
         if self._batcher is not None:
             taken = self._fill_by_deadline(self._batcher, taken)
         elif len(taken) < size:
-            taken += self.consumer.consume(
-                num_messages=size - len(taken), timeout=self.batch.max_wait_ms / 1000
-            )
+            taken += self.consumer.consume(num_messages=size - len(taken), timeout=0)
         return [m for m in taken if self._readable(m)]
+
+    def _skip_hopeless(self, records: list[Message]) -> list[Skip]:
+        """Seek past backlog heads that cannot make their deadlines; one late record per range."""
+        if not self.pipeline.skip_ahead:
+            return []
+        first = self.stages[0]
+        skips = find_skip(
+            self.consumer,
+            records,
+            now=now_ms(),
+            budget_ms=self.pipeline.budget_ms,
+            skew_ms=self.pipeline.max_clock_skew_ms,
+            need_ms=first.admission_floor_ms(),
+            checked=self._skip_checked,
+        )
+        for skip in skips:
+            self.consumer.seek(TopicPartition(skip.topic, skip.partition, skip.end))
+            self._early = [m for m in self._early if not _skipped(m, [skip])]
+            event(log, "skipped", logging.DEBUG, stage=self.name, partition=skip.partition, frames=skip.count)
+        return skips
 
     def _fill_by_deadline(self, batcher: DeadlineBatcher[Message], taken: list[Message]) -> list[Message]:
         """Take more records until the batch is full or its most urgent member must start.
@@ -289,30 +326,66 @@ class StageWorker:
                 self.consumer.resume(resume)
 
     def _settle(self, batch: InFlight, routed: list[Routed]) -> None:
-        """Produce the outcomes, wait for delivery, then store the batch's offsets."""
+        """Produce the outcomes; their offsets are stored once they (and earlier ones) are delivered."""
         batch.settled = True
         gone = batch.lost | {
             (r.topic, r.partition) for r in batch.records if (r.topic, r.partition) not in self._owned
         }
-        failures: list[str] = []
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failures.append(f"{msg.topic()}: {err.str()}")
-
-        kept: list[Outcome] = []
+        pending = self._ledger.open([r for r in batch.records if (r.topic, r.partition) not in gone])
         for item in routed:
             env = item.outcome.envelope
             if env.source is not None and (env.source.topic, env.source.partition) in gone:
                 continue  # the partition's new owner reprocesses this record
             topic = self._topic_of(item)
             self.telemetry.producing(env, topic)  # a tracer injects its context into env.trace here
-            self._produce(topic, env.key, env.payload, self._headers_of(item), delivered)
-            kept.append(item.outcome)
+            value = env.payload if item.outcome.kind == "emit" or self._late_copies(item) else None
+            self._produce(topic, env.key, value, self._headers_of(item), pending)
+            pending.outcomes.append(item.outcome)
             self.counts[item.outcome.kind] += 1
-        self._wait_delivered(failures)
-        self._store([r for r in batch.records if (r.topic, r.partition) not in gone])
-        self.telemetry.settled(kept)
+            if item.outcome.kind == "emit":
+                self._measure(env)
+        for skip in batch.skips:
+            if (skip.topic, skip.partition) in gone:
+                continue
+            self._produce(
+                self.pipeline.topics.late, None, None, skip_headers(skip, self.stages[0].name), pending
+            )
+            pending.skipped_to[(skip.topic, skip.partition)] = skip.end
+            self.counts["skipped"] += skip.count
+        self.producer.poll(0)
+        self._release_delivered()
+        while len(self._ledger) > MAX_UNSETTLED_BATCHES:
+            self._await_deliveries(self.settings.worker.flush_timeout_s, one=True)
+
+    def _late_copies(self, item: Routed) -> bool:
+        """Dead letters always keep the payload (it is the evidence); late ones only when asked."""
+        return item.outcome.kind == "dlq" or self.pipeline.late_payload == "copy"
+
+    def _measure(self, env: Envelope) -> None:
+        """Feed this worker's stages' per-frame latency (queue incl. hop + compute) to the reports."""
+        now = now_ms()
+        for t in env.stage_times[-len(self.stages) :]:
+            self._publisher.observe(t.stage, now, t.queue_ms + t.compute_ms)
+
+    def _release_delivered(self) -> None:
+        """Store the offsets of every batch whose outputs, and all earlier ones', are delivered."""
+        for done in self._ledger.ready(_raise_failed):
+            self._store(done.records, done.skipped_to)
+            self.telemetry.settled(done.outcomes)
+
+    def _await_deliveries(self, timeout_s: float, *, one: bool = False) -> None:
+        """Serve delivery reports until the ledger is empty (or one batch left it, with `one`)."""
+        deadline = time.monotonic() + timeout_s
+        start = len(self._ledger)
+        while len(self._ledger) and not (one and len(self._ledger) < start):
+            self.producer.poll(0.01)
+            self._release_delivered()
+            if self._hurry.is_set():
+                raise Abandoned("stop requested twice while delivering")
+            if time.monotonic() > deadline:
+                raise DeliveryFailed(
+                    f"{self._ledger.outputs_waiting()} records undelivered after {timeout_s} s"
+                )
 
     def _topic_of(self, item: Routed) -> str:
         kind = item.outcome.kind
@@ -331,7 +404,7 @@ class StageWorker:
         return outcome.envelope.error_headers(item.stage, outcome.reason, outcome.detail)
 
     def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: HeaderList, callback: Any
+        self, topic: str, key: bytes | None, value: bytes | None, headers: HeaderList, pending: Pending
     ) -> None:
         while True:
             try:
@@ -340,31 +413,20 @@ class StageWorker:
                     value=value,
                     key=key,
                     headers=headers,  # type: ignore[arg-type]
-                    on_delivery=callback,
+                    on_delivery=pending.on_delivery,
                 )
+                pending.waiting += 1
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(0.05)
 
-    def _wait_delivered(self, failures: list[str]) -> None:
-        """Block until every record produced so far is acknowledged (or fail loudly)."""
-        deadline = time.monotonic() + self.settings.worker.flush_timeout_s
-        while self.producer.flush(0.1) > 0:
-            if self._hurry.is_set():
-                raise Abandoned("stop requested twice while delivering")
-            if time.monotonic() > deadline:
-                raise DeliveryFailed(
-                    f"{len(self.producer)} records undelivered after {self.settings.worker.flush_timeout_s} s"
-                )
-        if failures:
-            raise DeliveryFailed(f"{len(failures)} records not delivered, first: {failures[0]}")
-
-    def _store(self, records: list[Source]) -> None:
+    def _store(self, records: list[Source], skipped_to: dict[TP, int] | None = None) -> None:
         """Store offset+1 of the newest settled record per partition (auto-commit sends them)."""
-        newest: dict[TP, int] = {}
+        newest: dict[TP, int] = dict(skipped_to or {})
         for r in records:
             tp = (r.topic, r.partition)
             newest[tp] = max(newest.get(tp, -1), r.offset + 1)
+        newest = {tp: o for tp, o in newest.items() if tp in self._owned}
         if not newest:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in newest.items()]
@@ -395,6 +457,9 @@ class StageWorker:
             assert batch is not None and batch.future is not None
             self._settle(batch, [*batch.rejected, *batch.future.result()])
             self.revoked_mid_batch += 1
+        # Every produced output of the revoked partitions must be acknowledged and its offset
+        # stored before the commit below: the partition's next owner starts from there.
+        self._await_deliveries(self.settings.worker.flush_timeout_s)
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items() if (t, p) in revoked]
         if offsets:
             try:
@@ -489,17 +554,14 @@ class StageWorker:
         return int(committed.offset)
 
     # -- start and stop ----------------------------------------------------------------------
-    def _warm_up(self) -> None:
-        """One inference per model on zeros, so the first real batch pays no lazy initialisation."""
-        for stage in self.stages:
-            spec = stage.model.session.get_inputs()[0]
-            shape = [d if isinstance(d, int) else 1 for d in spec.shape]
-            dtype = _ORT_DTYPES.get(spec.type, np.float32)
-            stage.model.run({spec.name: np.zeros(shape, dtype=dtype)})
-
     def _close(self) -> None:
         """Commit what was stored, leave the group, and make sure the producer is empty."""
         try:
+            if not self._hurry.is_set():
+                try:
+                    self._await_deliveries(self.settings.worker.flush_timeout_s)
+                except DeliveryFailed as exc:  # stored offsets stay where delivery last succeeded
+                    event(log, "delivery-failed", logging.ERROR, stage=self.name, error=str(exc))
             if self._stored and not self._hurry.is_set():
                 offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items()]
                 try:
@@ -512,6 +574,8 @@ class StageWorker:
             # Release the producer's connections now, not whenever this object is collected.
             self.producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
+            if self._reader is not None:
+                self._reader.stop()
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
 
@@ -548,6 +612,15 @@ def _unreadable(msg: Message, taken_ms: float) -> Envelope:
         taken_ms=taken_ms,
         source=Source(topic, partition, offset, int(ts) if ts > 0 else int(taken_ms)),
     )
+
+
+def _raise_failed(pending: Pending) -> None:
+    raise DeliveryFailed(f"{len(pending.failures)} records not delivered, first: {pending.failures[0]}")
+
+
+def _skipped(msg: Message, skips: list[Skip]) -> bool:
+    (topic, partition), offset = _where(msg)
+    return any(s.topic == topic and s.partition == partition and s.first <= offset < s.end for s in skips)
 
 
 def _where(msg: Message) -> tuple[TP, int]:

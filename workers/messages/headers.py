@@ -21,6 +21,8 @@ ERROR_DETAIL = "ontime-error-detail"
 SOURCE_TOPIC = "ontime-source-topic"
 SOURCE_PARTITION = "ontime-source-partition"
 SOURCE_OFFSET = "ontime-source-offset"
+# On a P.late record that stands for a skipped range of frames: how many (default 1).
+LATE_COUNT = "ontime-late-count"
 
 HeaderList = list[tuple[str, bytes]]
 """Headers as confluent-kafka produces them."""

@@ -32,6 +32,7 @@ from workers.config.spec import MODELS_DIR, PipelineSpec
 from workers.deadlines.admission import Costs, plan
 from workers.deadlines.budget import StageBudget
 from workers.deadlines.costs import CostModel, Line
+from workers.deadlines.reserve import DownstreamReserve, LatencyBoard
 from workers.errors import BadSamples, BadShape, ModelError, PoisonMessage
 from workers.messages import codec
 from workers.messages.deadline import Clock, now_ms
@@ -73,6 +74,7 @@ class Stage:
             ):
                 raise ModelError(f"{self.name}: {other.ref} takes a different input than {model.ref}")
         self.budget = StageBudget.of(pipeline, self.name)
+        self.reserve = DownstreamReserve(pipeline, self.name)
         self.clock = clock
         self.costs = {
             "primary": CostModel(),
@@ -93,6 +95,20 @@ class Stage:
     def model_rows_run(self) -> int:
         """Rows handed to any model of this stage: shed frames never add to it."""
         return sum(self.rows_by_variant.values())
+
+    def use_board(self, board: LatencyBoard) -> None:
+        """Plan with the later stages' measured latency from `board` (the static shares until then)."""
+        self.reserve = DownstreamReserve(self.pipeline, self.name, board)
+
+    def current_budget(self, now: float | None = None) -> StageBudget:
+        """This stage's budget with the downstream reserve as measured right now."""
+        return self.budget.with_reserve(self.reserve.reserve_ms(now))
+
+    def admission_floor_ms(self) -> float:
+        """Least time a frame needs left to be worth taking: the cheapest run of one plus the reserve."""
+        costs = self.planning_costs()
+        cheapest = costs.primary(1) if costs.fallback is None else min(costs.primary(1), costs.fallback(1))
+        return costs.overhead(1) + cheapest + self.reserve.reserve_ms()
 
     def planning_costs(self) -> Costs:
         """What a batch of n costs on each path, from the learned cost models."""
@@ -162,7 +178,8 @@ class Stage:
         status: list[Status] = [worse(e.status, "ok") for e in batch]
         groups: dict[str, list[tuple[int, np.ndarray]]] = {"primary": [], "fallback": []}
         with telemetry.phase("decode", batch):
-            decided = plan([e.deadline for e in batch], self.clock(), self.budget, self.planning_costs())
+            now = self.clock()
+            decided = plan([e.deadline for e in batch], now, self.current_budget(now), self.planning_costs())
             route = {i: "primary" for i in decided.primary} | {i: "fallback" for i in decided.fallback}
             for s in decided.shed:
                 if self.pipeline.late_policy == "route":
@@ -294,15 +311,19 @@ class Stage:
         return [{k: v[i : i + 1] for k, v in out.items()} for i in range(len(arrays))]
 
 
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int16)": np.int16,
+    "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
+}
+
+
 def _zeros(model: OnnxModel, n: int) -> np.ndarray:
     spec = model.session.get_inputs()[0]
     shape = [n, *(d if isinstance(d, int) else 1 for d in spec.shape[1:])]
-    dtype = {
-        "tensor(float)": np.float32,
-        "tensor(float16)": np.float16,
-        "tensor(int16)": np.int16,
-        "tensor(uint8)": np.uint8,
-    }.get(spec.type, np.float32)
+    dtype = _ORT_DTYPES.get(spec.type, np.float32)
     return np.zeros(shape, dtype=dtype)
 
 

@@ -46,7 +46,7 @@ def batcher(
     clock: FakeClock, costs: Costs | None = None, max_size: int = 4, wait: float = 10
 ) -> DeadlineBatcher[Envelope]:
     return DeadlineBatcher(
-        budget=BUDGET,
+        budget=lambda: BUDGET,
         costs=costs or Costs(primary=line(5, 1)),
         max_size=max_size,
         max_wait_ms=wait,
@@ -125,61 +125,37 @@ def test_a_full_batch_is_due_at_once() -> None:
     assert b.wait_ms() == 0
 
 
-def test_take_removes_members_that_can_no_longer_make_it() -> None:
+def test_drain_returns_every_member_in_arrival_order_and_empties_the_batcher() -> None:
     clock = FakeClock()
     b = batcher(clock, wait=100)
-    start = clock.now
-    b.add(*pair(env(start + 200, offset=0)))
-    b.add(*pair(env(start + 58, offset=1)))  # alone it needs 6 + 50 = 56: fine now
-    b.add(*pair(env(start + 200, offset=2)))
-    clock.now += 5  # now it has 53 < 56
-    batch, dropped = b.take()
-    assert [e.id for e in batch] == ["f0-0", "f0-2"]
-    assert [(e.id, s.reason) for e, s in dropped] == [("f0-1", "insufficient-budget")]
-    assert len(b) == 0 and b.close_at_ms() is None
+    for i in (2, 0, 1):
+        b.add(*pair(env(clock.now + 50 + 100 * i, offset=i)))
+    assert [e.id for e in b.drain()] == ["f0-2", "f0-0", "f0-1"]
+    assert len(b) == 0 and b.close_at_ms() is None and b.drain() == []
 
 
-def test_take_keeps_a_member_the_fallback_can_still_answer() -> None:
-    clock = FakeClock()
-    b = batcher(clock, costs=Costs(primary=line(20, 1), fallback=line(1, 0.1)), wait=100)
-    b.add(*pair(env(clock.now + 55)))  # primary needs 71, fallback needs 51.1
-    assert b.due()  # the primary cannot wait at all
-    batch, dropped = b.take()
-    assert len(batch) == 1 and dropped == []
-
-
-def test_take_returns_at_most_max_size_and_reopens_with_the_rest() -> None:
-    clock = FakeClock()
-    b = batcher(clock, max_size=2, wait=10)
-    for i in range(5):
-        b.add(*pair(env(clock.now + 250, offset=i)))
-    clock.now += 1
-    batch, _ = b.take()
-    assert [e.id for e in batch] == ["f0-0", "f0-1"]
-    assert len(b) == 3
-    assert b.due()  # still full
-    b.take()
-    b.take()
-    assert len(b) == 0
-
-
-def test_expired_members_are_dropped_as_expired() -> None:
+def test_drain_keeps_hopeless_members_for_the_stage_to_shed() -> None:
     clock = FakeClock()
     b = batcher(clock)
-    b.add(*pair(env(clock.now - 1)))
-    batch, dropped = b.take()
-    assert batch == []
-    assert dropped[0][1].reason == "expired"
+    b.add(*pair(env(clock.now - 1, offset=0)))
+    b.add(*pair(env(clock.now + 250, offset=1)))
+    assert [e.id for e in b.drain()] == ["f0-0", "f0-1"]  # admission is the stage's job
 
 
-def test_revoked_partitions_are_discarded() -> None:
+def test_a_measured_reserve_moves_the_close_time() -> None:
     clock = FakeClock()
-    b = batcher(clock)
-    b.add(*pair(env(clock.now + 250, partition=0, offset=1)))
-    b.add(*pair(env(clock.now + 250, partition=1, offset=2)))
-    lost = b.discard(lambda e: e.source is not None and e.source.partition == 1)
-    assert [e.id for e in lost] == ["f1-2"]
-    assert len(b) == 1
+    reserve = [50.0]
+    b = DeadlineBatcher(
+        budget=lambda: BUDGET.with_reserve(reserve[0]),
+        costs=Costs(primary=line(5, 1)),
+        max_size=4,
+        max_wait_ms=100,
+        clock=clock,
+    )
+    b.add(*pair(env(clock.now + 100)))
+    assert b.close_at_ms() == pytest.approx(clock.now + 100 - 6 - 50)
+    reserve[0] = 20.0  # downstream measured faster than its share
+    assert b.close_at_ms() == pytest.approx(clock.now + 100 - 6 - 20)
 
 
 class Record:

@@ -142,3 +142,37 @@ def test_cache_answers_repeated_inputs_without_compute() -> None:
 def test_cache_is_off_by_default() -> None:
     s = stage(pipeline(), FakeClock())
     assert s.cache is None
+
+
+def test_a_measured_fast_downstream_admits_a_frame_the_static_reserve_would_shed() -> None:
+    from workers.deadlines.reserve import LatencyBoard, LatencyReport
+
+    clock = FakeClock()
+    s = stage(pipeline(), clock, primary_ms=2.0)
+    static = s.reserve.reserve_ms()
+    assert static == pytest.approx(250 * (0.20 + 0.10) + 3 * 250 * 0.35 / 4)  # 140.6 ms
+    remaining = 60.0  # far below 2 ms + 140.6 ms, far above 2 ms + measured downstream
+    assert [o.kind for o in s.process([frame(remaining)])] == ["late"]
+
+    board = LatencyBoard(clock=clock)
+    s.use_board(board)
+    for downstream, p99 in (("infer", 12.0), ("postprocess", 8.0)):
+        board.put(LatencyReport(downstream, "replica-a", p99, p99 / 2, 500, clock.now))
+    assert s.reserve.reserve_ms() < remaining - 2.0
+    assert [o.kind for o in s.process([frame(remaining, n=1)])] == ["emit"]
+
+
+def test_without_fresh_reports_the_static_shares_answer_again() -> None:
+    from workers.deadlines.reserve import STALE_MS, LatencyBoard, LatencyReport
+
+    clock = FakeClock()
+    s = stage(pipeline(), clock)
+    board = LatencyBoard(clock=clock)
+    s.use_board(board)
+    board.put(LatencyReport("infer", "a", 10.0, 5.0, 500, clock.now))
+    only_infer = s.reserve.reserve_ms()
+    assert only_infer < s.reserve.static_ms  # infer measured, postprocess still its prior
+    board.put(LatencyReport("postprocess", "a", 10.0, 5.0, 500, clock.now))
+    assert s.reserve.reserve_ms() < only_infer
+    clock.now += STALE_MS + 1
+    assert s.reserve.reserve_ms() == pytest.approx(s.reserve.static_ms)

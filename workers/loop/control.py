@@ -1,0 +1,123 @@
+"""The pipeline's control topic on the wire: latency reports out, every replica's reports in.
+
+`P.control` is compacted with one partition: the newest report per key survives, so a worker
+that starts reads the current state of every stage from the beginning in a few records. The
+reader is a group-less consumer on its own thread (it never commits and never joins the stages'
+groups); reports it cannot parse are skipped, since nothing on this topic may stop a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from workers.config.settings import OntimeSettings
+from workers.deadlines.reserve import LatencyBoard, LatencyReport, LatencyWindow
+from workers.messages.deadline import now_ms
+from workers.telemetry.logs import event
+
+log = logging.getLogger("ontime.control")
+
+PUBLISH_EVERY_S = 1.0
+
+
+def replica_id(settings: OntimeSettings) -> str:
+    """Who reports: the static member id when set (a pod name), else host and pid."""
+    return settings.kafka.extra.get("group.instance.id") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class LatencyPublisher:
+    """Measures this worker's stages per frame and reports them on `P.control` every second."""
+
+    def __init__(self, settings: OntimeSettings, stages: Sequence[str], board: LatencyBoard) -> None:
+        self.topic = settings.pipeline.topics.control
+        self.replica = replica_id(settings)
+        self.board = board
+        self.windows = {s: LatencyWindow() for s in stages}
+        self._due = 0.0
+        self._failed_logged = False
+
+    def observe(self, stage: str, at_ms: float, latency_ms: float) -> None:
+        window = self.windows.get(stage)
+        if window is not None:
+            window.observe(at_ms, latency_ms)
+
+    def maybe_publish(self, producer: Producer) -> None:
+        """Report each stage's window (also onto the local board) if a second has passed."""
+        if time.monotonic() < self._due:
+            return
+        self._due = time.monotonic() + PUBLISH_EVERY_S
+        now = now_ms()
+        for stage, window in self.windows.items():
+            report = window.report(stage, self.replica, now)
+            if report is None:
+                continue
+            self.board.put(report)
+            try:
+                producer.produce(self.topic, key=report.key(), value=report.encode(), on_delivery=self._sent)
+            except (BufferError, Exception) as exc:  # a report is advisory: never stop the loop for it
+                self._log_once(str(exc))
+
+    def _sent(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._log_once(err.str())
+
+    def _log_once(self, error: str) -> None:
+        if not self._failed_logged:
+            self._failed_logged = True
+            event(log, "control-publish-failed", logging.WARNING, topic=self.topic, error=error)
+
+
+class ControlReader:
+    """Follows `P.control` into a `LatencyBoard` on a daemon thread."""
+
+    def __init__(self, settings: OntimeSettings, board: LatencyBoard) -> None:
+        self.topic = settings.pipeline.topics.control
+        self.board = board
+        self._consumer = Consumer(
+            {
+                **settings.kafka.as_librdkafka_dict(),
+                "group.id": f"ontime.{settings.pipeline.name}.control-reader",
+                "client.id": f"ontime-{settings.pipeline.name}-control",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "fetch.wait.max.ms": 100,
+                "error_cb": self._on_error,
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ontime-control", daemon=True)
+        self.skipped = 0
+        self._errors_logged = False
+
+    def start(self) -> None:
+        self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.2)
+            value = None if msg is None or msg.error() is not None else msg.value()
+            if value is None:
+                continue
+            try:
+                self.board.put(LatencyReport.decode(value))
+            except ValueError:
+                self.skipped += 1
+
+    def _on_error(self, err: KafkaError) -> None:
+        if not self._errors_logged:
+            self._errors_logged = True
+            event(log, "control-read-error", logging.WARNING, topic=self.topic, error=err.str())
