@@ -165,3 +165,23 @@ def test_kcat_example_for_cameras_sends_a_png() -> None:
     assert words[words.index("-k") + 1] == "cam-0001"
     assert "ontime-content-type=image/png" in words
     assert words[-1] == frame_file_name("image/png") == "frame.png"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["devices", "simulate", "--pipeline", "vision"],
+        ["--pipeline", "vision", "devices", "simulate"],
+        ["--pipeline", "acoustic", "devices", "kcat", "--pipeline", "vision"],
+        ["demo", "--pipeline", "vision"],
+    ],
+)
+def test_pipeline_flag_works_before_or_after_the_verb(argv: list[str]) -> None:
+    from functools import partial
+
+    from workers.cli.main import build_parser, settings_from_args
+    from workers.tools.devices import _settings
+
+    args = build_parser().parse_args(argv)
+    args.load_settings = partial(settings_from_args, args)
+    assert _settings(args).pipeline.name == "vision"
