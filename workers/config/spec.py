@@ -23,10 +23,10 @@ StageName = Literal["preprocess", "infer", "postprocess"]
 class FrameSpec(BaseModel):
     """The raw frame a pipeline accepts from devices, and the pure function that decodes it.
 
-    The runtime knows no frame format: `decoder` names a function in the pipeline's own package
-    (`pipelines.<name>.frames:decode`), called as `decode(payload, content_type, frame)`; it returns
-    one frame's input to the preprocess model (no batch axis) or raises a PoisonMessage.
-    `params` are the decoder's own settings (sizes, accepted conversions), checked by it.
+    The runtime knows no frame format: `decoder` names a factory in the pipeline's own package
+    (`pipelines.<name>.frames:decoder`), called once with this spec; the function it returns maps
+    (payload, content type) to one frame's input to the preprocess model, or raises a
+    PoisonMessage. `params` are the decoder's own settings (sizes, accepted conversions).
     """
 
     model_config = ConfigDict(extra="forbid")
