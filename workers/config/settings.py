@@ -58,6 +58,9 @@ class WorkerSettings(BaseModel):
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)
     flush_timeout_s: float = Field(30.0, gt=0)
+    transaction_timeout_ms: int = Field(
+        10_000, ge=1_000, le=900_000, description="exactly-once: how long an abandoned transaction blocks"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="0 picks a free port; None: off")
     log_json: bool = False
     log_level: str = "INFO"

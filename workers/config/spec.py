@@ -136,6 +136,9 @@ class StageSpec(BaseModel):
     budget_share: float = Field(gt=0, le=1)
     batch: BatchSpec = Field(default_factory=BatchSpec)
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads")
+    exactly_once: bool = Field(
+        False, description="Kafka transactions around each batch (outputs and input offsets commit together)"
+    )
 
 
 class PipelineSpec(BaseModel):

@@ -8,6 +8,9 @@ offsets. The producer is idempotent with `acks=all`, so a retried send never dup
 
 from __future__ import annotations
 
+import os
+import socket
+
 from workers.config.settings import OntimeSettings
 
 ConfigDict = dict[str, str | int | float | bool]
@@ -48,13 +51,36 @@ def consumer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
     return conf
 
 
-def producer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
-    """Idempotent producer of a stage's outputs (results, late and dead letters)."""
+def producer_config(settings: OntimeSettings, stage: str, *, transactional: bool = True) -> ConfigDict:
+    """Idempotent producer of a stage's outputs (results, late and dead letters).
+
+    Deliveries never time out by themselves (`message.timeout.ms=0`): during a broker outage the
+    worker holds its input and waits (workers/loop/worker.py). A stage with `exactly_once` gets a
+    transactional producer with one stable `transactional.id` per replica (KIP-447: fencing is by
+    the consumer group's generation, so one id per replica, not per partition, is enough).
+    """
     conf: ConfigDict = {
         "client.id": f"ontime-{settings.pipeline.name}-{stage}-producer",
         "linger.ms": 1,
         "compression.type": "lz4",
+        "message.timeout.ms": 0,
     }
     conf.update(settings.kafka.as_librdkafka_dict())
     conf.update({"enable.idempotence": True, "acks": "all"})
+    spec = settings.pipeline.stages.get(stage)  # type: ignore[call-overload]
+    if transactional and spec is not None and spec.exactly_once:
+        timeout = settings.worker.transaction_timeout_ms
+        conf.update(
+            {
+                "transactional.id": f"ontime.{settings.pipeline.name}.{stage}.{replica_id(settings)}",
+                "transaction.timeout.ms": timeout,
+                "message.timeout.ms": timeout,
+            }
+        )
     return conf
+
+
+def replica_id(settings: OntimeSettings) -> str:
+    """Who this worker is among its stage's replicas: the static member id when set (a pod name,
+    stable across restarts), else host and process id."""
+    return settings.kafka.extra.get("group.instance.id") or f"{socket.gethostname()}-{os.getpid()}"

@@ -254,6 +254,22 @@ class LocalBroker:
             self._forget()
             return stopped
 
+    def kill(self) -> bool:
+        """kill -9 the JVM, as a crash would (fault tests): no shutdown, state left as it was."""
+        with self._locked():
+            state = self.state()
+            if state is None:
+                return False
+            proc = self._proc if self._proc is not None and self._proc.pid == state.pid else None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.pid, signal.SIGKILL)
+            _wait_exit(state.pid, proc, 10.0)
+            self._proc = None
+            if state.class_archive_dump:
+                Path(state.class_archive_dump).unlink(missing_ok=True)
+            self._forget()
+            return True
+
     # -- internals ---------------------------------------------------------------------------
     def _classpath(self, libs: Path) -> str:
         return str(libs / "*")

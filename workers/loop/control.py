@@ -9,8 +9,6 @@ groups); reports it cannot parse are skipped, since nothing on this topic may st
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -19,17 +17,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 
 from workers.config.settings import OntimeSettings
 from workers.deadlines.reserve import LatencyBoard, LatencyReport, LatencyWindow
+from workers.kafka.clients import replica_id
 from workers.messages.deadline import now_ms
 from workers.telemetry.logs import event
 
 log = logging.getLogger("ontime.control")
 
 PUBLISH_EVERY_S = 1.0
-
-
-def replica_id(settings: OntimeSettings) -> str:
-    """Who reports: the static member id when set (a pod name), else host and pid."""
-    return settings.kafka.extra.get("group.instance.id") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class LatencyPublisher:
@@ -80,23 +74,23 @@ class ControlReader:
     def __init__(self, settings: OntimeSettings, board: LatencyBoard) -> None:
         self.topic = settings.pipeline.topics.control
         self.board = board
-        self._consumer = Consumer(
-            {
-                **settings.kafka.as_librdkafka_dict(),
-                "group.id": f"ontime.{settings.pipeline.name}.control-reader",
-                "client.id": f"ontime-{settings.pipeline.name}-control",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "fetch.wait.max.ms": 100,
-                "error_cb": self._on_error,
-            }
-        )
+        self._config = {
+            **settings.kafka.as_librdkafka_dict(),
+            "group.id": f"ontime.{settings.pipeline.name}.control-reader",
+            "client.id": f"ontime-{settings.pipeline.name}-control",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.wait.max.ms": 100,
+            "error_cb": self._on_error,
+        }
+        self._consumer: Consumer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ontime-control", daemon=True)
         self.skipped = 0
         self._errors_logged = False
 
     def start(self) -> None:
+        self._consumer = Consumer(self._config)
         self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         self._thread.start()
 
@@ -104,9 +98,11 @@ class ControlReader:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
-        self._consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
 
     def _run(self) -> None:
+        assert self._consumer is not None
         while not self._stop.is_set():
             msg = self._consumer.poll(0.2)
             value = None if msg is None or msg.error() is not None else msg.value()

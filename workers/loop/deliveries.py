@@ -10,14 +10,18 @@ outputs" exact while compute and delivery overlap.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message
 
+from workers.loop.outputs import Output, refused
 from workers.messages.envelope import Source
 from workers.messages.outcome import Outcome
+
+DeliveryReport = Callable[[KafkaError | None, Message], None]
 
 
 @dataclass(slots=True)
@@ -29,12 +33,24 @@ class Pending:
     skipped_to: dict[tuple[str, int], int] = field(default_factory=dict)
     waiting: int = 0
     failures: list[str] = field(default_factory=list)
+    refused: list[Output] = field(default_factory=list)
+    opened_at: float = field(default_factory=time.monotonic)
 
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        """librdkafka's delivery report for one output of this batch (served by producer.poll)."""
-        self.waiting -= 1
-        if err is not None:
-            self.failures.append(f"{msg.topic()}: {err.str()}")
+    def report_for(self, output: Output, *, may_refuse: bool) -> DeliveryReport:
+        """librdkafka's delivery report for `output` (served by producer.poll). A record the broker
+        refuses for its own bytes is kept for a dead-letter reference when `may_refuse`; any other
+        failure fails the batch."""
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            self.waiting -= 1
+            if err is None:
+                return
+            if may_refuse and refused(err):
+                self.refused.append(output)
+            else:
+                self.failures.append(f"{msg.topic()}: {err.str()}")
+
+        return report
 
 
 class Ledger:
@@ -51,14 +67,25 @@ class Ledger:
         self._queue.append(pending)
         return pending
 
+    def oldest_s(self) -> float:
+        """Seconds the oldest unreleased batch has waited for its acknowledgements (0 when none)."""
+        return time.monotonic() - self._queue[0].opened_at if self._queue else 0.0
+
     def outputs_waiting(self) -> int:
         return sum(p.waiting for p in self._queue)
+
+    def refused(self) -> list[tuple[Pending, Output]]:
+        """Outputs the broker refused since the last call, with their batch (to dead-letter them)."""
+        out = [(p, o) for p in self._queue for o in p.refused]
+        for p in self._queue:
+            p.refused.clear()
+        return out
 
     def ready(self, failed: Callable[[Pending], None]) -> list[Pending]:
         """Batches whose outputs, and all earlier ones', are delivered; `failed` is called on the
         first batch with a failed delivery (it raises, and nothing from there on is released)."""
         done: list[Pending] = []
-        while self._queue and self._queue[0].waiting <= 0:
+        while self._queue and self._queue[0].waiting <= 0 and not self._queue[0].refused:
             head = self._queue[0]
             if head.failures:
                 failed(head)

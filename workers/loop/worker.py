@@ -39,8 +39,10 @@ from workers.deadlines.batcher import DeadlineBatcher, record_deadline
 from workers.deadlines.reserve import LatencyBoard
 from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
+from workers.loop.breaker import DlqBreaker
 from workers.loop.control import ControlReader, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
+from workers.loop.outputs import Output, reference, refused
 from workers.loop.skip import Skip, find_skip, skip_headers
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
@@ -64,6 +66,8 @@ LAG_EVERY_S = 5.0
 DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
 MAX_UNSETTLED_BATCHES = 8  # produced batches awaiting acknowledgements before the loop waits
 IDLE_POLL_S = 0.005  # poll timeout while deliveries are outstanding, so their offsets go out soon
+HOLD_POLL_S = 0.1  # poll timeout while input is held (circuit open): serves rebalances only
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default
 
 
 class DeliveryFailed(OntimeError):
@@ -127,7 +131,19 @@ class StageWorker:
         remote_after = STAGE_ORDER.index(stages[-1].name) < len(STAGE_ORDER) - 1
         self._reader = ControlReader(settings, self.board) if remote_after else None
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
-        self.producer = Producer({**producer_config(settings, first), "error_cb": self._on_error})
+        produce_conf = producer_config(settings, first)
+        self.transactional = "transactional.id" in produce_conf
+        self.producer = Producer({**produce_conf, "error_cb": self._on_error})
+        # A transactional producer cannot send outside a transaction: reports get their own.
+        self._control_producer = (
+            Producer({**producer_config(settings, first, transactional=False), "error_cb": self._on_error})
+            if self.transactional
+            else self.producer
+        )
+        self._max_record_bytes = int(produce_conf.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+        self.breaker = DlqBreaker()
+        self._holding: str | None = None
+        self._refused_sources: set[tuple[str, int, int]] = set()  # transactional: dead-letter on retry
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{first}-compute")
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -149,6 +165,8 @@ class StageWorker:
         """Serve until `stop()`; raises DeliveryFailed (after leaving the group) if Kafka refuses."""
         if self._reader is not None:
             self._reader.start()
+        if self.transactional:
+            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
         for stage in self.stages:
             self.telemetry.started(self.pipeline.name, stage.name)
         event(
@@ -160,6 +178,7 @@ class StageWorker:
             output=self.output_topic,
             group=self.pipeline.group_id(self.stages[0].name),
             models=",".join(s.model.identity[:48] for s in self.stages),
+            exactly_once=self.transactional,
         )
         self.consumer.subscribe(
             [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -184,8 +203,19 @@ class StageWorker:
     # -- one turn of the loop ----------------------------------------------------------------
     def _turn(self) -> None:
         self.telemetry.poll_turned()
+        if len(self._ledger):
+            self.producer.poll(0)  # serves the delivery reports that release stored offsets
         self._release_delivered()
-        self._publisher.maybe_publish(self.producer)
+        self._watch_outage()
+        self._publisher.maybe_publish(self._control_producer)
+        if self.breaker.open and not self.breaker.allows_probe():
+            self._hold(self.breaker.reason)
+            msg = self.consumer.poll(HOLD_POLL_S)  # paused: serves rebalance callbacks only
+            if msg is not None:
+                self._early.append(msg)
+            return
+        if self.breaker.open:
+            self._resume_input()  # half-open: one batch decides
         records = self._take_records()
         self._report_lag(records)
         if not records:
@@ -200,6 +230,47 @@ class StageWorker:
                 self._settle(batch, routed)
         finally:
             self._in_flight = None
+        self.breaker.record(r.outcome.reason if r.outcome.kind == "dlq" else None for r in routed)
+        if self.breaker.open:
+            event(log, "circuit-open", logging.ERROR, stage=self.name, reason=self.breaker.reason)
+            self._hold(self.breaker.reason)
+        elif self._holding is not None:
+            self._resume_input()
+
+    def _watch_outage(self) -> None:
+        """Unacknowledged outputs older than `flush_timeout_s`: the broker is away. Hold the input
+        (nothing new could be delivered anyway) and report not ready until deliveries flow again."""
+        stuck_s = self._ledger.oldest_s()
+        if stuck_s > self.settings.worker.flush_timeout_s:
+            if self._holding is None or not self._holding.startswith("broker unreachable"):
+                waiting = self._ledger.outputs_waiting()
+                why = f"broker unreachable: {waiting} outputs unacknowledged for {stuck_s:.0f} s"
+                event(log, "broker-outage", logging.WARNING, stage=self.name, reason=why)
+                self._hold(why)
+        elif (
+            self._holding is not None
+            and self._holding.startswith("broker unreachable")
+            and not self.breaker.open
+        ):
+            self._resume_input()
+
+    def _hold(self, reason: str) -> None:
+        """Stop taking input: pause every assigned partition and report not ready, saying why."""
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(assigned)
+        if self._holding != reason:
+            self._holding = reason
+            self.telemetry.holding(reason)
+
+    def _resume_input(self) -> None:
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.resume(assigned)
+        if self._holding is not None:
+            event(log, "input-resumed", stage=self.name, after=self._holding)
+            self._holding = None
+            self.telemetry.holding(None)
 
     def _take_records(self) -> list[Message]:
         """Up to `batch.max_size` records: what is already fetched, waiting only for the first."""
@@ -331,31 +402,109 @@ class StageWorker:
         gone = batch.lost | {
             (r.topic, r.partition) for r in batch.records if (r.topic, r.partition) not in self._owned
         }
-        pending = self._ledger.open([r for r in batch.records if (r.topic, r.partition) not in gone])
+        records = [r for r in batch.records if (r.topic, r.partition) not in gone]
+        skipped_to = {
+            (k.topic, k.partition): k.end for k in batch.skips if (k.topic, k.partition) not in gone
+        }
+        outputs, outcomes = self._outputs(batch, routed, gone)
+        if self.transactional:
+            self._settle_in_transaction(records, skipped_to, outputs, outcomes)
+            return
+        pending = self._ledger.open(records)
+        pending.outcomes, pending.skipped_to = outcomes, skipped_to
+        for output in outputs:
+            self._produce(output, pending, may_refuse=True)
+        self.producer.poll(0)
+        self._release_delivered()
+        while len(self._ledger) > MAX_UNSETTLED_BATCHES:
+            self._await_deliveries(self.settings.worker.flush_timeout_s, one=True, ride_out=True)
+
+    def _outputs(
+        self, batch: InFlight, routed: list[Routed], gone: set[TP]
+    ) -> tuple[list[Output], list[Outcome]]:
+        """The records to produce, oversized ones already replaced by dead-letter references."""
+        dlq = self.pipeline.topics.dlq
+        outputs: list[Output] = []
+        outcomes: list[Outcome] = []
         for item in routed:
-            env = item.outcome.envelope
+            outcome, env = item.outcome, item.outcome.envelope
             if env.source is not None and (env.source.topic, env.source.partition) in gone:
                 continue  # the partition's new owner reprocesses this record
             topic = self._topic_of(item)
             self.telemetry.producing(env, topic)  # a tracer injects its context into env.trace here
-            value = env.payload if item.outcome.kind == "emit" or self._late_copies(item) else None
-            self._produce(topic, env.key, value, self._headers_of(item), pending)
-            pending.outcomes.append(item.outcome)
-            self.counts[item.outcome.kind] += 1
-            if item.outcome.kind == "emit":
+            value = env.payload if outcome.kind == "emit" or self._late_copies(item) else None
+            reason = outcome.reason if outcome.kind == "dlq" else ""
+            output = Output(topic, env.key, value, self._headers_of(item), env, item.stage, reason)
+            src = env.source
+            if output.size() > self._max_record_bytes or (
+                src is not None and (src.topic, src.partition, src.offset) in self._refused_sources
+            ):
+                output = reference(
+                    output, dlq, f"over the producer's limit of {self._max_record_bytes} bytes"
+                )
+                outcome = Outcome("dlq", env, output.reason, "record too large to produce; see P.dlq")
+            outputs.append(output)
+            outcomes.append(outcome)
+            self.counts[outcome.kind] += 1
+            if outcome.kind == "emit":
                 self._measure(env)
         for skip in batch.skips:
-            if (skip.topic, skip.partition) in gone:
-                continue
-            self._produce(
-                self.pipeline.topics.late, None, None, skip_headers(skip, self.stages[0].name), pending
-            )
-            pending.skipped_to[(skip.topic, skip.partition)] = skip.end
-            self.counts["skipped"] += skip.count
-        self.producer.poll(0)
-        self._release_delivered()
-        while len(self._ledger) > MAX_UNSETTLED_BATCHES:
-            self._await_deliveries(self.settings.worker.flush_timeout_s, one=True)
+            if (skip.topic, skip.partition) not in gone:
+                headers = skip_headers(skip, self.stages[0].name)
+                outputs.append(
+                    Output(self.pipeline.topics.late, None, None, headers, stage=self.stages[0].name)
+                )
+                self.counts["skipped"] += skip.count
+        return outputs, outcomes
+
+    def _settle_in_transaction(
+        self, records: list[Source], skipped_to: dict[TP, int], outputs: list[Output], outcomes: list[Outcome]
+    ) -> None:
+        """Exactly once: the outputs and the input offsets commit together, or not at all."""
+        timeout = self.settings.worker.flush_timeout_s
+        pending = Pending(records)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in _next_offsets(records, skipped_to).items()]
+        try:
+            self.producer.begin_transaction()
+            for output in outputs:
+                self._produce(output, pending, may_refuse=True)
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), timeout
+                )
+            self._commit_transaction(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise DeliveryFailed(f"transaction failed: {err.str()}") from None
+            self.producer.abort_transaction(timeout)
+            for output in pending.refused:  # the retry sends these as dead-letter references
+                src = output.envelope.source if output.envelope is not None else None
+                if src is not None:
+                    self._refused_sources.add((src.topic, src.partition, src.offset))
+            self._rewind(records)
+            event(log, "transaction-aborted", logging.WARNING, stage=self.name, error=err.str())
+            return
+        self.telemetry.settled(outcomes)
+
+    def _commit_transaction(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+
+    def _rewind(self, records: list[Source]) -> None:
+        """After an aborted transaction: read the batch again from its first offset per partition."""
+        first: dict[TP, int] = {}
+        for r in records:
+            first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
+        self._early = [m for m in self._early if _where(m)[0] not in first]
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def _late_copies(self, item: Routed) -> bool:
         """Dead letters always keep the payload (it is the evidence); late ones only when asked."""
@@ -369,23 +518,48 @@ class StageWorker:
 
     def _release_delivered(self) -> None:
         """Store the offsets of every batch whose outputs, and all earlier ones', are delivered."""
+        for pending, output in self._ledger.refused():
+            why = "refused by the broker for its size or form"
+            self._produce(reference(output, self.pipeline.topics.dlq, why), pending, may_refuse=False)
         for done in self._ledger.ready(_raise_failed):
             self._store(done.records, done.skipped_to)
             self.telemetry.settled(done.outcomes)
 
-    def _await_deliveries(self, timeout_s: float, *, one: bool = False) -> None:
-        """Serve delivery reports until the ledger is empty (or one batch left it, with `one`)."""
+    def _await_deliveries(self, timeout_s: float, *, one: bool = False, ride_out: bool = False) -> None:
+        """Serve delivery reports until the ledger is empty (or one batch left it, with `one`).
+
+        With `ride_out` (the loop itself waiting, not a revoke or a shutdown) a broker that does not
+        acknowledge within `timeout_s` is an outage to wait out: the worker holds its input, reports
+        not ready, keeps its group membership alive, and resumes when deliveries flow again.
+        """
         deadline = time.monotonic() + timeout_s
         start = len(self._ledger)
+        held = False
         while len(self._ledger) and not (one and len(self._ledger) < start):
             self.producer.poll(0.01)
             self._release_delivered()
             if self._hurry.is_set():
                 raise Abandoned("stop requested twice while delivering")
-            if time.monotonic() > deadline:
+            if time.monotonic() <= deadline:
+                continue
+            if not ride_out:
                 raise DeliveryFailed(
                     f"{self._ledger.outputs_waiting()} records undelivered after {timeout_s} s"
                 )
+            if not held:
+                held = True
+                waiting = self._ledger.outputs_waiting()
+                why = f"broker unreachable: {waiting} outputs unacknowledged for {timeout_s:.0f} s"
+                event(log, "broker-outage", logging.WARNING, stage=self.name, reason=why)
+                self._hold(why)
+            msg = self.consumer.poll(0)  # keeps max.poll.interval.ms from expiring
+            if msg is not None:
+                self._early.append(msg)
+            self.telemetry.poll_turned()
+            if self._stopping.is_set():
+                raise DeliveryFailed("stopped during a broker outage; unacknowledged outputs are redone")
+        if held:
+            self._resume_input()
 
     def _topic_of(self, item: Routed) -> str:
         kind = item.outcome.kind
@@ -403,30 +577,32 @@ class StageWorker:
         )
         return outcome.envelope.error_headers(item.stage, outcome.reason, outcome.detail)
 
-    def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: HeaderList, pending: Pending
-    ) -> None:
+    def _produce(self, output: Output, pending: Pending, *, may_refuse: bool) -> None:
+        """Hand one record to librdkafka; one it refuses for its own bytes becomes a dead letter."""
         while True:
             try:
                 self.producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,  # type: ignore[arg-type]
-                    on_delivery=pending.on_delivery,
+                    output.topic,
+                    value=output.value,
+                    key=output.key,
+                    headers=output.headers,  # type: ignore[arg-type]
+                    on_delivery=pending.report_for(output, may_refuse=may_refuse),
                 )
                 pending.waiting += 1
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
+                if self._hurry.is_set():
+                    raise Abandoned("stop requested twice while the producer queue was full") from None
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                if not (may_refuse and refused(exc.args[0])):
+                    raise DeliveryFailed(f"cannot produce to {output.topic}: {exc.args[0].str()}") from None
+                output = reference(output, self.pipeline.topics.dlq, exc.args[0].str())
+                may_refuse = False
 
     def _store(self, records: list[Source], skipped_to: dict[TP, int] | None = None) -> None:
         """Store offset+1 of the newest settled record per partition (auto-commit sends them)."""
-        newest: dict[TP, int] = dict(skipped_to or {})
-        for r in records:
-            tp = (r.topic, r.partition)
-            newest[tp] = max(newest.get(tp, -1), r.offset + 1)
-        newest = {tp: o for tp, o in newest.items() if tp in self._owned}
+        newest = {tp: o for tp, o in _next_offsets(records, skipped_to or {}).items() if tp in self._owned}
         if not newest:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in newest.items()]
@@ -446,6 +622,9 @@ class StageWorker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Settle the batch in hand and commit before the revoked partitions move on."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        if self._hurry.is_set():  # leaving at once: nothing in hand is delivered or committed
+            self._forget(revoked)
+            return
         batch = self._in_flight
         mid_batch = (
             batch is not None
@@ -455,7 +634,7 @@ class StageWorker:
         )
         if mid_batch:
             assert batch is not None and batch.future is not None
-            self._settle(batch, [*batch.rejected, *batch.future.result()])
+            self._settle(batch, [*batch.rejected, *self._result_of(batch.future)])
             self.revoked_mid_batch += 1
         # Every produced output of the revoked partitions must be acknowledged and its offset
         # stored before the commit below: the partition's next owner starts from there.
@@ -476,6 +655,15 @@ class StageWorker:
             mid_batch=mid_batch,
         )
         self.telemetry.assignment(sorted(self._owned))
+
+    def _result_of(self, future: Future[list[Routed]]) -> list[Routed]:
+        """The compute's result; a second stop signal stops waiting for it."""
+        while True:
+            try:
+                return future.result(timeout=COMPUTE_POLL_S)
+            except FutureTimeout:
+                if self._hurry.is_set():
+                    raise Abandoned("stop requested twice during a revocation") from None
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group moved on without us: nothing of these partitions may be stored any more."""
@@ -616,6 +804,15 @@ def _unreadable(msg: Message, taken_ms: float) -> Envelope:
 
 def _raise_failed(pending: Pending) -> None:
     raise DeliveryFailed(f"{len(pending.failures)} records not delivered, first: {pending.failures[0]}")
+
+
+def _next_offsets(records: list[Source], skipped_to: dict[TP, int]) -> dict[TP, int]:
+    """Offset + 1 of the newest record per partition, or past a skipped range when later."""
+    newest: dict[TP, int] = dict(skipped_to)
+    for r in records:
+        tp = (r.topic, r.partition)
+        newest[tp] = max(newest.get(tp, -1), r.offset + 1)
+    return newest
 
 
 def _skipped(msg: Message, skips: list[Skip]) -> bool:

@@ -76,6 +76,10 @@ class Fanout(Telemetry):
         for m in self.members:
             m.lag(topic, partition, lag, oldest_age_ms)
 
+    def holding(self, reason: str | None) -> None:
+        for m in self.members:
+            m.holding(reason)
+
     def stopped(self) -> None:
         for m in self.members:
             m.stopped()

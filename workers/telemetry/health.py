@@ -3,7 +3,8 @@
 Liveness watches the poll loop: a stuck loop stops calling `poll_turned`, and after
 `liveness_timeout_s` `/livez` answers 503 so the orchestrator restarts the pod. Readiness
 waits for every stage's models to load and warm up (`started`) and for the consumer group to
-hand out its assignment; a replica that got zero partitions is still ready (a warm standby).
+hand out its assignment; a replica that got zero partitions is still ready (a warm standby). A
+worker that holds its input (DLQ circuit open, broker unreachable) is alive but not ready.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Health(Telemetry):
         self._stopped = 0
         self._last_turn: float | None = None
         self._assigned: int | None = None
+        self._holding: str | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -56,6 +58,9 @@ class Health(Telemetry):
 
     def assignment(self, partitions: Sequence[tuple[str, int]]) -> None:
         self._assigned = len(partitions)
+
+    def holding(self, reason: str | None) -> None:
+        self._holding = reason
 
     def stopped(self) -> None:
         # One worker per process runs all its stages, and it calls this once on leaving.
@@ -82,6 +87,8 @@ class Health(Telemetry):
             return False, f"models not loaded and warmed up: {', '.join(waiting)}"
         if self._assigned is None:
             return False, "no partition assignment yet"
+        if self._holding is not None:
+            return False, f"holding input: {self._holding}"
         return True, f"ready: {self._assigned} partition(s) assigned"
 
     # -- server ------------------------------------------------------------------------------

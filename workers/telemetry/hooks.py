@@ -54,6 +54,10 @@ class Telemetry:
     def lag(self, topic: str, partition: int, lag: int, oldest_age_ms: float | None) -> None:
         """Consumer lag of one partition and the age of its oldest unprocessed message."""
 
+    def holding(self, reason: str | None) -> None:
+        """The worker stopped taking input and says why (circuit open, broker unreachable), or
+        resumed (`None`): a holding worker is alive but not ready."""
+
     def stopped(self) -> None:
         """The worker left its group; flush exporters."""
 

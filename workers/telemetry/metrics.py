@@ -215,6 +215,10 @@ class Metrics(Telemetry):
         for stage, age in by_stage.items():
             self.oldest_age.labels(self.pipeline.name, stage).set(age)
 
+    def holding(self, reason: str | None) -> None:
+        for stage in self.stages:
+            self.ready.labels(self.pipeline.name, stage).set(0 if reason else 1)
+
     def stopped(self) -> None:
         for stage in self.stages:
             self.ready.labels(self.pipeline.name, stage).set(0)
