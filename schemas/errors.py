@@ -13,7 +13,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_REASONS = ("bad-content-type", "bad-shape", "bad-encoding", "bad-samples", "poison", "model-error")
+DLQ_REASONS = (
+    "bad-header",
+    "bad-content-type",
+    "bad-shape",
+    "bad-encoding",
+    "bad-dtype",
+    "bad-samples",
+    "poison",
+    "model-error",
+    "too-large",  # an output over the producer's limit, dead-lettered by reference (workers/loop/outputs.py)
+)
 LATE_REASONS = ("expired", "insufficient-budget", "missed", "skipped")
 
 

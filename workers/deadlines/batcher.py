@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from workers.deadlines.admission import Costs
 from workers.deadlines.budget import StageBudget
+from workers.errors import BadHeader
 from workers.messages import headers as h
 from workers.messages.deadline import Clock, Deadline, now_ms, stamp
 
@@ -102,10 +103,17 @@ class DeadlineBatcher(Generic[T]):
 
 
 def record_deadline(msg: Any, budget_ms: float, skew_ms: float, now: float) -> Deadline:
-    """The deadline of a consumed confluent_kafka.Message from its header alone (no payload work)."""
+    """The deadline of a consumed confluent_kafka.Message from its header alone (no payload work).
+
+    Never raises: unreadable headers (names that are not UTF-8) count as no deadline header; the
+    stage dead-letters such a record when it builds its envelope.
+    """
     value: str | None = None
-    for key, raw in msg.headers() or ():
-        if key == h.DEADLINE_MS:
-            value = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        for key, raw in h.read(msg):
+            if key == h.DEADLINE_MS:
+                value = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+    except BadHeader:
+        value = None
     _, ts = msg.timestamp()
     return Deadline(stamp(value, int(ts) if ts and ts > 0 else int(now), budget_ms, skew_ms, now))

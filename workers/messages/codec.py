@@ -16,6 +16,7 @@ from workers.errors import BadContentType, BadShape
 
 TENSOR_MIME = "application/x-ontime-tensor"
 JSON_MIME = "application/json"
+MAX_CHARS = 256  # a content type longer than this is not one
 
 _DTYPES: dict[str, np.dtype[np.generic]] = {
     name: np.dtype(name).newbyteorder("<")
@@ -34,6 +35,8 @@ class ContentType:
     def parse(cls, text: str | None) -> ContentType:
         if not text or not text.strip():
             raise BadContentType("missing ontime-content-type header")
+        if len(text) > MAX_CHARS:
+            raise BadContentType(f"content type is {len(text)} characters long; at most {MAX_CHARS}")
         mime, *rest = (p.strip() for p in text.split(";"))
         params: dict[str, str] = {}
         for item in rest:

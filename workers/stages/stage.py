@@ -4,10 +4,12 @@
 message whether it is emitted downstream, routed late, or dead-lettered, and never raises for a
 bad message. In order, for one batch:
 
-1. admission (headers only, no compute): members that cannot finish in time are shed to `P.late`
-   (`expired`, `insufficient-budget`); when the primary model would miss but the fallback fits,
-   the most urgent members run on the fallback and answer `degraded` (see workers/shedding.py);
-2. decode: undecodable members go to `P.dlq`;
+1. validate and decode every member (cheap): header defects, undecodable payloads and tensors
+   whose dtype or shape the model cannot take go to `P.dlq`, however loaded the stage is; on the
+   pipeline's input topic, internal headers set by a device are dropped first;
+2. admission of the valid members (no compute): those that cannot finish in time are shed to
+   `P.late` (`expired`, `insufficient-budget`); when the primary model would miss but the fallback
+   fits, the most urgent members run on the fallback and answer `degraded` (see admission.py);
 3. cache (when enabled): identical inputs already answered by the primary are served as is;
 4. gate (when configured): a tiny model answers alone where it is confident enough;
 5. the model runs once per variant on its group; each run feeds that variant's cost model;
@@ -20,6 +22,7 @@ and carry status `late` through to the result.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,16 +36,19 @@ from workers.deadlines.admission import Costs, plan
 from workers.deadlines.budget import StageBudget
 from workers.deadlines.costs import CostModel, Line
 from workers.deadlines.reserve import DownstreamReserve, LatencyBoard
-from workers.errors import BadSamples, BadShape, ModelError, PoisonMessage
+from workers.errors import BadDtype, BadSamples, BadShape, ModelError, PoisonMessage
 from workers.messages import codec
 from workers.messages.deadline import Clock, now_ms
 from workers.messages.envelope import Envelope
 from workers.messages.frames import load_decoder
 from workers.messages.headers import StageTime
 from workers.messages.outcome import Outcome, Status, worse
-from workers.stages.cache import ResultCache, content_key
+from workers.stages.cache import ResultCache, content_key, owned, row_nbytes
 from workers.stages.model import OnnxModel
 from workers.telemetry.hooks import NOOP, Telemetry
+from workers.telemetry.logs import event
+
+log = logging.getLogger("ontime.stage")
 
 Row = dict[str, np.ndarray]
 
@@ -67,6 +73,9 @@ class Stage:
         self.fallback = fallback
         self.gate = gate
         self.input_name = model.input_names[0]
+        self.input_dtype = np.dtype(_ORT_DTYPES.get(model.session.get_inputs()[0].type, np.float32))
+        # The pipeline's input topic is written by devices: internal headers there are dropped.
+        self.reads_device_input = pipeline.input_topic(self.name) == pipeline.topics.raw
         for other in (fallback, gate):
             if (
                 other is not None
@@ -83,13 +92,14 @@ class Stage:
             "overhead": CostModel(),
         }
         self.cache: ResultCache[Row] | None = (
-            ResultCache(self.spec.cache.max_entries, self.spec.cache.ttl_ms, clock)
+            ResultCache(self.spec.cache.max_entries, self.spec.cache.ttl_ms, clock, size_of=row_nbytes)
             if self.spec.cache.enabled
             else None
         )
         self.rows_by_variant: Counter[str] = Counter()
         self.shed: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
+        self.untrusted: Counter[str] = Counter()  # internal headers dropped from device input
 
     @property
     def model_rows_run(self) -> int:
@@ -147,12 +157,30 @@ class Stage:
             self.costs[key].set_prior(Line(intercept, per_item, tail_ms=intercept + per_item))
         self.costs["overhead"].set_prior(Line(0.1, 0.05, tail_ms=0.2))
 
+    def validate(self, env: Envelope) -> np.ndarray:
+        """The decoded input of a member, or PoisonMessage: header defects first, then `decode`."""
+        if self.reads_device_input and env.internal:
+            self._drop_internal(env)
+        for defect in (env.defect, env.internal_defect):
+            if defect is not None:
+                raise defect
+        return self.decode(env)
+
+    def _drop_internal(self, env: Envelope) -> None:
+        """Internal headers from a device mean nothing: drop them, count them, log each name once."""
+        for name in env.distrust():
+            if not self.untrusted[name]:
+                event(log, "untrusted-header", logging.WARNING, stage=self.name, header=name, id=env.id)
+            self.untrusted[name] += 1
+
     def decode(self, env: Envelope) -> np.ndarray:
         """One message's model input with a leading batch axis of 1; raises PoisonMessage."""
         return self.fit(codec.decode_tensor(env.payload, env.content_type))
 
     def fit(self, array: np.ndarray) -> np.ndarray:
-        """`array` (batch axis of 1) if it fits the model's input shape; else BadShape/BadSamples."""
+        """`array` (batch axis of 1) if it fits the model's input; else BadDtype/BadShape/BadSamples."""
+        if array.dtype.name != self.input_dtype.name:  # a batch must never promote or fail for one member
+            raise BadDtype(f"tensor dtype {array.dtype.name}; {self.model.ref} takes {self.input_dtype.name}")
         want = self.model.input_shape(self.input_name)[1:]
         if (
             array.ndim != len(want) + 1
@@ -175,26 +203,37 @@ class Stage:
         """Outcomes aligned with `batch`: shed → late, undecodable → dlq, the rest run."""
         started = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(batch)
-        status: list[Status] = [worse(e.status, "ok") for e in batch]
         groups: dict[str, list[tuple[int, np.ndarray]]] = {"primary": [], "fallback": []}
         with telemetry.phase("decode", batch):
+            # Validate every member first (cheap): a frame that can never run goes to the DLQ,
+            # never to P.late, however loaded the stage is. Admission plans the valid ones only.
+            arrays: dict[int, np.ndarray] = {}
+            for i, env in enumerate(batch):
+                try:
+                    arrays[i] = self.validate(env)
+                except PoisonMessage as exc:
+                    outcomes[i] = Outcome("dlq", env, exc.reason, exc.detail)
+            status: list[Status] = [worse(e.status, "ok") for e in batch]  # validate drops spoofed ones
+            valid = sorted(arrays)
             now = self.clock()
-            decided = plan([e.deadline for e in batch], now, self.current_budget(now), self.planning_costs())
-            route = {i: "primary" for i in decided.primary} | {i: "fallback" for i in decided.fallback}
+            decided = plan(
+                [batch[i].deadline for i in valid], now, self.current_budget(now), self.planning_costs()
+            )
+            route = {valid[j]: "primary" for j in decided.primary} | {
+                valid[j]: "fallback" for j in decided.fallback
+            }
             for s in decided.shed:
+                i = valid[s.index]
                 if self.pipeline.late_policy == "route":
-                    outcomes[s.index] = Outcome("late", batch[s.index], s.reason, s.detail(self.name))
+                    outcomes[i] = Outcome("late", batch[i], s.reason, s.detail(self.name))
                     self.shed[s.reason] += 1
                 else:
-                    route[s.index] = "fallback" if self.fallback is not None else "primary"
-                    status[s.index] = "late"
+                    route[i] = "fallback" if self.fallback is not None else "primary"
+                    status[i] = "late"
             for i in sorted(route):
                 if route[i] == "fallback":
                     status[i] = worse(status[i], "degraded")
-                try:
-                    groups[route[i]].append((i, self.decode(batch[i])))
-                except PoisonMessage as exc:
-                    outcomes[i] = Outcome("dlq", batch[i], exc.reason, exc.detail)
+                groups[route[i]].append((i, arrays[i]))
         rows: dict[int, tuple[Row, OnnxModel]] = {}
         keys: dict[int, bytes] = {}
         if self.cache is not None and groups["primary"]:
@@ -217,7 +256,7 @@ class Stage:
             for (i, _), row in zip(members, out, strict=True):
                 rows[i] = (row, model)
                 if key == "primary" and i in keys and self.cache is not None:
-                    self.cache.put(keys[i], row)
+                    self.cache.put(keys[i], owned(row))
         compute_ms = (time.perf_counter() - started) * 1000.0
         members_out = [batch[i] for i in rows]
         with telemetry.phase("encode", members_out):

@@ -188,3 +188,14 @@ def test_members_that_will_be_shed_do_not_hurry_the_batch() -> None:
     assert not b.due()
     b.add(*pair(env(clock.now + 60, offset=4)))  # viable: must start within 60 − 6 − 50 = 4 ms
     assert b.close_at_ms() == pytest.approx(clock.now + 4)
+
+
+def test_record_deadline_survives_header_names_that_are_not_utf8() -> None:
+    from tests.unit.messages.record import Record
+    from workers.deadlines.batcher import record_deadline
+    from workers.messages import headers as h
+
+    record = Record(SystemError("header name is not UTF-8"), ts=1_000_000_000_000)
+    deadline = record_deadline(record, 250.0, 50.0, now=1_000_000_000_000)
+    assert deadline.at_ms == 1_000_000_000_250  # as if it had no deadline header
+    assert record.headers() is not None and record.headers()[0][0] == h.UNREADABLE  # type: ignore[index]

@@ -23,7 +23,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException,
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from workers.config.settings import KafkaSettings, OntimeSettings
+from workers.config.settings import OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.errors import OntimeError
 from workers.localkafka.broker import LocalBroker, bootstrap_from_env, default_state_dir
@@ -71,7 +71,8 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     data.update(changes)
     return settings.model_copy(
         update={
-            "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+            # Keep TLS/SASL settings: only the address changes.
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
