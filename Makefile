@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,audio,report,otlp
+EXTRAS ?= dev,audio,report,otlp,aggregator
 # Re-install only when the dependencies change.
 STAMP  := $(VENV)/.ontime-installed
 

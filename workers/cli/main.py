@@ -28,6 +28,7 @@ VERB_MODULES = (
     "workers.tools.demo",
     "workers.tools.report",
     "workers.tools.bench",
+    "workers.aggregate.cli",
 )
 BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 

@@ -76,6 +76,9 @@ class Topics(BaseModel):
     control: str = Field(
         "", description="compacted topic of the stages' latency reports; default: <raw prefix>.control"
     )
+    events: str | None = Field(
+        None, description="keyword events of `ontime aggregate` (default `<pipeline name>.events`)"
+    )
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
 
@@ -87,13 +90,29 @@ class Topics(BaseModel):
         return self
 
     def all(self) -> list[str]:
-        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+        names = [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+        return names if self.events is None else [*names, self.events]
 
     def config_of(self, topic: str) -> tuple[int, dict[str, str]]:
         """Partitions and topic configs: the control topic keeps the newest report per key."""
         if topic == self.control:
             return 1, {"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
         return self.partitions, {}
+
+
+class EventsSpec(BaseModel):
+    """How `ontime aggregate` turns per-window results into keyword events (docs/events.md).
+
+    The defaults are the numbers tuned on tuning audio only (`ontime bench events --tune`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    smooth_windows: int = Field(2, ge=1, le=64, description="windows averaged per device")
+    min_windows: int = Field(2, ge=1, le=64, description="windows that must be present to fire")
+    threshold: float = Field(0.7, gt=0, le=1, description="smoothed keyword score that fires")
+    refractory_ms: int = Field(1500, ge=0, description="no new event this long after one ends")
+    hop_ms: int = Field(250, gt=0, description="expected spacing of a device's windows")
+    dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
 
 
 class BatchSpec(BaseModel):
@@ -160,6 +179,14 @@ class PipelineSpec(BaseModel):
     stages: dict[StageName, StageSpec]
     transport_share: float = Field(0.0, ge=0, le=1)
     top_k: int = Field(3, ge=1)
+    events: EventsSpec = Field(default_factory=EventsSpec)
+
+    @model_validator(mode="after")
+    def _events_topic(self) -> PipelineSpec:
+        # Optional in YAML so older pipeline files stay valid; derived from the name when absent.
+        if self.topics.events is None:
+            self.topics.events = f"{self.name}.events"
+        return self
 
     @model_validator(mode="after")
     def _shares_fit(self) -> PipelineSpec:

@@ -399,6 +399,9 @@ def register_cli(subparsers: Any) -> None:
     sim.add_argument("--no-deadline", action="store_true", help="omit ontime-deadline-ms (stage 1 stamps it)")
     sim.add_argument("--topic", default=None, help="topic to publish to (default: the pipeline's raw topic)")
     sim.add_argument("--labels-out", type=Path, default=None, help="write id→label JSON lines here")
+    from workers.tools.stream import add_stream_args
+
+    add_stream_args(sim)
     sim.set_defaults(func=_cmd_simulate)
 
     kcat = verbs.add_parser("kcat", help="write one real frame to a file and print the kcat command")
@@ -422,6 +425,10 @@ def _settings(args: argparse.Namespace) -> OntimeSettings:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if getattr(args, "stream", False):
+        from workers.tools.stream import run_stream_cli
+
+        return run_stream_cli(args, settings)
     if args.devices < 1 or args.rate <= 0 or (args.frames is not None and args.frames < 1):
         print("devices simulate: --devices, --rate and --frames must be positive", file=sys.stderr)
         return 2

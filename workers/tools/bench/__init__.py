@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.tools.bench import deadlines, frontend, fuzz
+from workers.tools.bench import deadlines, events, frontend, fuzz
 
 __all__ = ["register_cli"]
 
@@ -18,4 +18,5 @@ def register_cli(subparsers: Any) -> None:
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     deadlines.register_cli(kinds)
     frontend.register_cli(kinds)
+    events.register_cli(kinds)
     fuzz.register_cli(kinds)
