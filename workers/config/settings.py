@@ -59,6 +59,9 @@ class KafkaSettings(BaseModel):
         "certificate from the same CA can impersonate the broker)",
     )
     group_protocol: Literal["classic", "consumer"] = "classic"
+    # Static membership (KIP-345): a restarted consumer with the same id takes its partitions back
+    # without a rebalance. One id per replica (the chart uses the pod name); unset: dynamic member.
+    group_instance_id: str | None = Field(None, min_length=1, max_length=249)
     extra: dict[str, str] = Field(default_factory=dict)
 
     @field_validator(
