@@ -10,7 +10,8 @@
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
         ├── BadContentType   header missing or not what the stage accepts
         ├── BadHeader        a header the pipeline reads is not UTF-8, too long, or malformed
-        ├── BadShape         payload size does not match the declared dtype and shape
+        ├── BadShape         payload size (or image size, channels) does not match what is declared
+        ├── BadEncoding      payload is not a valid instance of its content type (corrupt, truncated)
         ├── BadDtype         a tensor's dtype is not what the stage's model takes
         └── BadSamples       NaN/Inf or otherwise invalid values
 
@@ -58,6 +59,10 @@ class BadHeader(PoisonMessage):
 
 class BadShape(PoisonMessage):
     reason: str = reasons.BAD_SHAPE
+
+
+class BadEncoding(PoisonMessage):
+    reason: str = reasons.BAD_ENCODING
 
 
 class BadDtype(PoisonMessage):

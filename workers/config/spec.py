@@ -7,9 +7,9 @@ stage, consumer group, budget in milliseconds) is computed here so no other modu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _REPO = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = _REPO / "pipelines"
@@ -23,11 +23,48 @@ StageName = Literal["preprocess", "infer", "postprocess"]
 
 
 class FrameSpec(BaseModel):
-    """The raw frame a pipeline accepts from devices."""
+    """The raw frame a pipeline accepts from devices, and the pure function that decodes it.
+
+    The runtime knows no frame format: `decoder` names a factory in the pipeline's own package
+    (`pipelines.<name>.frames:decoder`), called once with this spec; the function it returns maps
+    (payload, content type) to one frame's input to the preprocess model, or raises a
+    PoisonMessage. `params` are the decoder's own settings (sizes, accepted conversions).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    content_type: str = "audio/pcm;format=s16le;rate=16000;channels=1"
-    samples: int = Field(16000, gt=0, description="samples per frame (exactly 1.0 s at 16 kHz)")
+    content_type: str = Field(description="what devices send, e.g. image/png or audio/pcm;rate=16000")
+    decoder: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function of the frame decoder"
+    )
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _numbers_from_text(cls, value: Any) -> Any:
+        """`--set …params.width=32` and `ONTIME_…` give text; a number in text is a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: _number(v) if isinstance(v, str) else v for k, v in value.items()}
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+class DevicesSpec(BaseModel):
+    """What `ontime devices simulate` publishes for this pipeline: real labelled frames."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function(split) returning labelled frames (label, source, payload bytes)",
+    )
+    key_prefix: str = Field("dev-", pattern=r"^[A-Za-z0-9._-]*$", description="device ids: <prefix>0001, …")
 
 
 class Topics(BaseModel):
@@ -146,7 +183,8 @@ class PipelineSpec(BaseModel):
         description="P.late records point at their source record (reference) or carry its payload (copy)",
     )
     skip_ahead: bool = Field(True, description="seek past a backlog head that cannot make its deadlines")
-    frame: FrameSpec = Field(default_factory=FrameSpec)
+    frame: FrameSpec
+    devices: DevicesSpec | None = None
     topics: Topics
     stages: dict[StageName, StageSpec]
     transport_share: float = Field(0.0, ge=0, le=1)

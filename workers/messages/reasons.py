@@ -29,6 +29,8 @@ BAD_CONTENT_TYPE: Final = "bad-content-type"
 """`ontime-content-type` is missing or is not what the stage accepts."""
 BAD_SHAPE: Final = "bad-shape"
 """The payload size does not match the declared dtype and shape (or the frame length)."""
+BAD_ENCODING: Final = "bad-encoding"
+"""The payload is not a valid instance of its content type (a corrupt or truncated image, say)."""
 BAD_DTYPE: Final = "bad-dtype"
 """A tensor's dtype is not what the stage's model takes."""
 BAD_SAMPLES: Final = "bad-samples"
@@ -43,6 +45,7 @@ DLQ_REASONS: Final = (
     BAD_HEADER,
     BAD_CONTENT_TYPE,
     BAD_SHAPE,
+    BAD_ENCODING,
     BAD_DTYPE,
     BAD_SAMPLES,
     POISON,

@@ -244,7 +244,7 @@ def run_demo(
         _fresh_topics(settings, out)
         workers = _start_workers(settings, broker.bootstrap, run_dir, options.worker_flags, options.stream)
         _say(out, f"workers: {', '.join(w.stage for w in workers)} as separate processes, logs in {run_dir}/")
-        clips = load_clips(settings.pipeline.name)
+        clips = load_clips(settings.pipeline)
         _wait_ready(settings, workers, options.ready_timeout_s, out)
         if options.stream:
             report, tally, streamed = _run_stream(settings, options, workers, out)
@@ -313,7 +313,7 @@ def _run_fleet(
     _say(
         out,
         f"fleet: {options.devices} devices × {options.rate:g} frames/s for {options.duration_s:g} s "
-        f"({len(clips)} real clips)\n",
+        f"({len(clips)} real labelled frames)\n",
     )
     thread.start()
     try:
@@ -436,15 +436,7 @@ def _summary(
     spec = settings.pipeline
     e2e, stages = tally.run_summary()
     labels = Counter(f.label for f in report.frames.values())
-    by_group: dict[str, list[int]] = {}
-    for result in tally.results:
-        frame = report.frames.get(result.id)
-        if frame is None or frame.label == PARTIAL:
-            continue
-        group = frame.label if frame.label.startswith("_") else "keywords"
-        hits = by_group.setdefault(group, [0, 0])
-        hits[0] += int(result.label == frame.label)
-        hits[1] += 1
+    by_group = _accuracy_by_group(report, tally)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items())) or "-"
     late_why = _reasons(tally, "late")
     dlq_why = _reasons(tally, "dlq")
@@ -459,12 +451,10 @@ def _summary(
         f"  accounted for      {outcome.accounted:>7} / {outcome.sent}"
         + (f"   ({tally.duplicates} duplicate records ignored)" if tally.duplicates else ""),
         f"  accuracy           {_pct(outcome.correct, outcome.scored)}   ({outcome.correct}/{outcome.scored} "
-        f"results right; {report.clips} real clips, {len(labels)} classes sent)",
+        f"results right; {report.clips} real labelled frames, {len(labels)} classes sent)",
     ]
-    for group in ("keywords", "_unknown_", "_background_"):
-        if group in by_group:
-            right, scored = by_group[group]
-            lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
+    for group, (right, scored) in by_group.items():
+        lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
     if outcome.events is not None:
         lines.append(
             "    (streamed windows: a keyword wholly inside, or no word at all; partial ones unscored)"
@@ -490,6 +480,23 @@ def _summary(
     else:
         lines.append("OK: every frame sent is accounted for; workers stopped cleanly.")
     return "\n".join(lines)
+
+
+def _accuracy_by_group(report: SendReport, tally: Tally) -> dict[str, tuple[int, int]]:
+    """(right, scored) per group: `_x_` labels (unknown, background) apart, every other label
+    together as the pipeline's named classes; empty when there is only that one group."""
+    hits: dict[str, list[int]] = {}
+    for result in tally.results:
+        frame = report.frames.get(result.id)
+        if frame is None or frame.label == PARTIAL:
+            continue
+        group = frame.label if frame.label.startswith("_") else "named classes"
+        counts = hits.setdefault(group, [0, 0])
+        counts[0] += int(result.label == frame.label)
+        counts[1] += 1
+    if len(hits) < 2:
+        return {}
+    return {g: (r, n) for g, (r, n) in sorted(hits.items(), key=lambda kv: kv[0].startswith("_"))}
 
 
 def _reasons(tally: Tally, kind: str) -> str:
@@ -537,6 +544,7 @@ def _write_report(tally: Tally, run_dir: Path, out: TextIO) -> list[Path]:
 def register_cli(subparsers: Any) -> None:
     """`ontime demo`."""
     demo = subparsers.add_parser("demo", help="broker, topics, three stage workers, a fleet, a live view")
+    demo.add_argument("--pipeline", dest="verb_pipeline", default=None, help="pipeline name or YAML path")
     demo.add_argument("--devices", type=int, default=8, help="simulated devices (default 8)")
     demo.add_argument("--rate", type=float, default=2.0, help="frames per second per device (default 2)")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds the fleet sends (default 30)")
@@ -560,8 +568,9 @@ def register_cli(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    pipeline = getattr(args, "verb_pipeline", None) or getattr(args, "pipeline", None)
     loader = getattr(args, "load_settings", None)
-    settings = loader() if callable(loader) else load_settings(getattr(args, "pipeline", None))
+    settings = loader(pipeline) if callable(loader) else load_settings(pipeline)
     if args.devices < 1 or args.rate <= 0 or args.duration <= 0:
         print("demo: --devices, --rate and --duration must be positive", file=sys.stderr)
         return 2

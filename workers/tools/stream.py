@@ -28,7 +28,7 @@ import numpy as np
 
 from workers.config.settings import OntimeSettings
 from workers.errors import BrokerError
-from workers.tools.device_frames import device_ids, frame_headers
+from workers.tools.devices import DEVICE_PREFIX, device_ids, frame_headers
 from workers.tools.events.scoring import Truth, write_truth
 
 SAMPLE_RATE = 16_000
@@ -102,7 +102,8 @@ class StreamFleet:
             raise ValueError("hop_ms and speed must be > 0")
         spec = settings.pipeline
         self.settings = settings
-        self.devices = device_names or device_ids(devices)
+        prefix = spec.devices.key_prefix if spec.devices is not None else DEVICE_PREFIX
+        self.devices = device_names or device_ids(devices, prefix)
         self.hop_ms = hop_ms
         self.speed = speed
         self.topic = topic or spec.topics.raw

@@ -257,7 +257,7 @@ def run_bench(
     capacity_frames: int = 3000,
     drain_s: float = 30.0,
 ) -> list[Load]:
-    clips = load_clips(settings.pipeline.name)
+    clips = load_clips(settings.pipeline)
     out.write(f"machine: {machine()}\n")
     out.write(
         f"pipeline {settings.pipeline.name}: budget {settings.pipeline.budget_ms:g} ms, "

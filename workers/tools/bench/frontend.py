@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.config.settings import OntimeSettings
+from workers.config.spec import PipelineSpec
+from workers.messages.frames import load_decoder
 from workers.stages.model import OnnxModel
 from workers.tools.devices import load_clips
 
@@ -63,10 +65,10 @@ def contenders(settings: OntimeSettings, reference: str = REFERENCE) -> list[Con
     return out
 
 
-def real_pcm(pipeline: str) -> npt.NDArray[np.float32]:
-    """The pipeline's real labelled recordings as float32 [N,16000] in [-1,1]."""
-    clips = load_clips(pipeline)
-    return np.stack([np.asarray(c.pcm, dtype=np.float32) / 32768.0 for c in clips])
+def real_pcm(pipeline: PipelineSpec) -> npt.NDArray[np.float32]:
+    """The pipeline's real labelled recordings, as its frame decoder gives them: float32 [N,16000]."""
+    decode = load_decoder(pipeline.frame)
+    return np.stack([decode(c.payload, pipeline.frame.content_type) for c in load_clips(pipeline)])
 
 
 def measure(
@@ -126,7 +128,7 @@ def run_bench(
     from threadpoolctl import threadpool_limits
 
     rivals = contenders(settings, reference)
-    pcm = real_pcm(settings.pipeline.name)
+    pcm = real_pcm(settings.pipeline)
     threads = settings.pipeline.stages["preprocess"].threads
     out.write(
         f"front end cost per frame on {len(pcm)} real clips: median of {repeats} interleaved repeats "

@@ -203,7 +203,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
     unknown = [c for c in plan.contenders if c not in CONTENDERS]
     if unknown:
         raise BenchError(f"unknown contenders {unknown}; choose from {list(CONTENDERS)}")
-    clips = load_clips(settings.pipeline.name)
+    clips = load_clips(settings.pipeline)
     spec = settings.pipeline
     out.write(f"machine: {machine()}\n")
     out.write(

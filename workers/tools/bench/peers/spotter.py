@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
-from workers.messages.frames import decode_pcm
+from workers.messages.frames import load_decoder
 from workers.stages.model import OnnxModel
 
 
@@ -56,10 +56,11 @@ class Spotter:
             for s in STAGE_ORDER
         ]
         self.labels = self.models[-1].card.labels or []
+        self.decode = load_decoder(pipeline.frame)
 
     def answer(self, payload: bytes | None, content_type: str) -> tuple[str, float]:
         """Top label and its probability; raises a PoisonMessage subclass for a bad frame."""
-        x: np.ndarray = decode_pcm(payload, content_type, self.pipeline.frame)[None, :]
+        x: np.ndarray = self.decode(payload, content_type)[None, ...]
         for model in self.models[:-1]:
             x = model.run({model.input_names[0]: x})[model.output_names[0]]
         post = self.models[-1]
