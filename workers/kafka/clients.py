@@ -63,7 +63,7 @@ def producer_config(settings: OntimeSettings, stage: str, *, transactional: bool
     """
     conf: ConfigDict = {
         "client.id": f"ontime-{settings.pipeline.name}-{stage}-producer",
-        "linger.ms": 1,
+        "linger.ms": 0,  # a frame never waits for company on its way to the next stage
         "compression.type": "lz4",
         "message.timeout.ms": 0,
     }

@@ -170,6 +170,7 @@ class StageWorker:
         if self.transactional:
             self._init_transactions()
         for stage in self.stages:
+            self._publisher.seed(stage.name, stage.warm_cost_ms(self.batch.max_size))
             self.telemetry.started(self.pipeline.name, stage.name)
         event(
             log,

@@ -114,6 +114,11 @@ class Stage:
         """This stage's budget with the downstream reserve as measured right now."""
         return self.budget.with_reserve(self.reserve.reserve_ms(now))
 
+    def warm_cost_ms(self, batch: int) -> float:
+        """Planned cost of a batch of `batch` on the primary path, from warm-up or measurements."""
+        costs = self.planning_costs()
+        return costs.overhead(batch) + costs.primary(batch)
+
     def admission_floor_ms(self) -> float:
         """Least time a frame needs left to be worth taking: the cheapest run of one plus the reserve."""
         costs = self.planning_costs()

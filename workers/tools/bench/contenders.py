@@ -3,7 +3,8 @@
 - `ontime split`: `ontime worker --stage X`, one process per stage (the README's deployment);
 - `ontime fused`: `ontime worker --stage preprocess,infer,postprocess`, one process;
 - `quix`: the Quix Streams application of `peers/quix_app.py` (in .venv/quix);
-- `plain loop`: the confluent-kafka loop of `peers/plain_loop.py`.
+- `plain loop`: the confluent-kafka loop of `peers/plain_loop.py`;
+- `ontime split eos` (on request): the split deployment with `exactly_once` on every stage.
 
 ontime is driven only through its CLI, so the benchmark measures whatever the checked-out
 branch's workers do. The peers have no deadlines; the benchmark judges their results against
@@ -118,10 +119,17 @@ class Contender:
     deadlines: bool
     processes: Sequence[str] = ()  # ontime: the --stage value of each worker process
     peer: str = ""  # peers: the module under workers.tools.bench.peers
+    exactly_once: bool = False  # ontime: Kafka transactions around every batch of every stage
 
     def launch(self, settings: OntimeSettings, run_dir: Path, quix_python: Path) -> Running:
         """Processes for this contender on `settings`' pipeline (not started yet)."""
         if self.processes:
+            if self.exactly_once:
+                data = settings.pipeline.model_dump()
+                for stage in data["stages"].values():
+                    stage["exactly_once"] = True
+                pipeline = type(settings.pipeline).model_validate(data)
+                settings = settings.model_copy(update={"pipeline": pipeline})
             return Workers(settings, run_dir, self.processes)
         python = quix_python if self.peer == "quix_app" else Path(sys.executable)
         return PeerProcess(settings, run_dir, self.peer, python)
@@ -136,3 +144,5 @@ CONTENDERS = {
         Contender("plain loop", False, peer="plain_loop"),
     )
 }
+# Not in the default run: `--contenders "ontime split,ontime split eos"` measures what exactly-once costs.
+EXTRA_CONTENDERS = {"ontime split eos": Contender("ontime split eos", True, STAGE_ORDER, exactly_once=True)}

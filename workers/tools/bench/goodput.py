@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from workers.config.settings import OntimeSettings
-from workers.tools.bench.contenders import CONTENDERS, Contender, Running, default_quix_python
+from workers.tools.bench.contenders import (
+    CONTENDERS,
+    EXTRA_CONTENDERS,
+    Contender,
+    Running,
+    default_quix_python,
+)
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
@@ -200,9 +206,10 @@ def run_loads(
 
 def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path | None = None) -> Outcome:
     """Every contender, every repeat (interleaved); prints progress, returns rows, tables, files."""
-    unknown = [c for c in plan.contenders if c not in CONTENDERS]
+    known = {**CONTENDERS, **EXTRA_CONTENDERS}
+    unknown = [c for c in plan.contenders if c not in known]
     if unknown:
-        raise BenchError(f"unknown contenders {unknown}; choose from {list(CONTENDERS)}")
+        raise BenchError(f"unknown contenders {unknown}; choose from {list(known)}")
     clips = load_clips(settings.pipeline)
     spec = settings.pipeline
     out.write(f"machine: {machine()}\n")
@@ -220,7 +227,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
                 + plan.contenders[: repeat % len(plan.contenders)]
             )
             for name in order:
-                contender = CONTENDERS[name]
+                contender = known[name]
                 out.write(f"repeat {repeat + 1}/{plan.repeats}: {name}\n")
                 out.flush()
                 cap = measure_capacity(contender, settings, bootstrap, run_dir, clips, plan)
@@ -260,7 +267,9 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument("--backlog", type=int, default=None, help="frames of the capacity backlog")
     bench.add_argument("--loads", default=None, help="load factors, e.g. 0.25,0.5,1,2")
     bench.add_argument("--no-burst", action="store_true", help="skip the burst from idle")
-    bench.add_argument("--contenders", default=None, help=f"subset of: {', '.join(CONTENDERS)}")
+    bench.add_argument(
+        "--contenders", default=None, help=f"subset of: {', '.join([*CONTENDERS, *EXTRA_CONTENDERS])}"
+    )
     bench.add_argument("--quix-python", type=Path, default=None, help="interpreter with quixstreams")
     bench.add_argument(
         "--out", type=Path, default=None, help="directory for report.md, rows.json, goodput.png"
