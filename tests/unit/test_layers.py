@@ -275,14 +275,7 @@ def test_layers_point_one_way(graph: dict[str, set[str]]) -> None:
 
 
 # Cycles that landed with other issues' work and are theirs to break (listed so that any new one fails).
-KNOWN_CYCLES = [
-    # A type-only import back from kafka_security to KafkaSettings (issue: secure Kafka); a Protocol
-    # of the fields it reads, or KafkaSettings moving next to it, breaks it.
-    ["workers.config.kafka_security", "workers.config.settings"],
-    # devices registers the streaming verb (lazily importing stream), stream reuses devices' keys
-    # and headers (issue 12); both moving into a leaf module breaks it.
-    ["workers.tools.devices", "workers.tools.stream"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycles(graph: dict[str, set[str]]) -> None:

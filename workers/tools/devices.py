@@ -35,6 +35,7 @@ from workers.errors import BrokerError, ConfigError, PoisonMessage
 from workers.messages import headers as h
 from workers.messages.codec import ContentType
 from workers.messages.frames import load_decoder
+from workers.tools.device_frames import DEVICE_PREFIX, device_ids, frame_headers
 
 __all__ = [
     "DEVICE_PREFIX",
@@ -53,8 +54,6 @@ __all__ = [
     "schedule",
 ]
 
-DEVICE_PREFIX = "dev-"  # when the pipeline declares no `devices.key_prefix`
-
 
 class LabelledClip(Protocol):
     """What a pipeline's `devices.source(split)` returns: a known label and the device's bytes."""
@@ -65,11 +64,6 @@ class LabelledClip(Protocol):
     def payload(self) -> bytes: ...
     @property
     def source(self) -> str: ...
-
-
-def device_ids(count: int, prefix: str = DEVICE_PREFIX) -> list[str]:
-    """`mic-0001` … : the Kafka key of each simulated device."""
-    return [f"{prefix}{i:04d}" for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +97,6 @@ def schedule(
             yield Send(at, device, seq)
             sent += 1
         seq += 1
-
-
-def frame_headers(
-    frame_id: str, captured_ms: int, content_type: str, deadline_ms: int | None
-) -> h.HeaderList:
-    """Headers a device puts on a raw frame; without a deadline the first stage stamps one."""
-    out: h.HeaderList = [
-        (h.ID, frame_id.encode()),
-        (h.CAPTURED_MS, str(captured_ms).encode()),
-        (h.CONTENT_TYPE, content_type.encode()),
-    ]
-    if deadline_ms is not None:
-        out.append((h.DEADLINE_MS, str(deadline_ms).encode()))
-    return out
 
 
 def load_clips(spec: PipelineSpec, split: str = "eval") -> list[LabelledClip]:
