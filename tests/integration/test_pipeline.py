@@ -115,12 +115,13 @@ def test_a_backlog_shows_as_lag_and_age_until_it_is_worked_off(
 ) -> None:
     """The scaling signal: lag and the age of the oldest unprocessed frame, per partition."""
     settings = fresh_pipeline(  # type: ignore[arg-type]
-        kafka_bootstrap, topic_factory, pipeline={"stages": {"preprocess": {"batch": {"max_size": 8}}}}
+        kafka_bootstrap, topic_factory, pipeline={"stages": {"preprocess": {"batch": {"max_size": 1}}}}
     )
     topics = settings.pipeline.topics
-    worker = WorkerThread(settings, ["preprocess"], start_now=False, lag_every_s=0.2)
+    worker = WorkerThread(settings, ["preprocess"], start_now=False, lag_every_s=0.1)
     running.append(worker)
-    frames = [f for wave in "abcd" for f in frames_from(eval_clips(), prefix=wave)]
+    # One frame a batch, so the backlog lasts several lag reports even with the fast front end.
+    frames = [f for wave in "abcdefgh" for f in frames_from(eval_clips(), prefix=wave)]
     send_frames(kafka_bootstrap, topics.raw, frames)  # a backlog before the worker starts
     worker.start()
     wanted = {(topics.raw, p) for p in range(topics.partitions)}

@@ -108,16 +108,22 @@ class ControlReader:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following; never blocks the worker's exit for long (a close can hang on a broker
+        that refuses us or is gone, and the reader holds nothing worth waiting for)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
-        if self._consumer is not None:
-            self._consumer.close()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            closer = threading.Thread(target=consumer.close, name="ontime-control-close", daemon=True)
+            closer.start()
+            closer.join(timeout=5.0)
 
     def _run(self) -> None:
-        assert self._consumer is not None
+        consumer = self._consumer
+        assert consumer is not None
         while not self._stop.is_set():
-            msg = self._consumer.poll(0.2)
+            msg = consumer.poll(0.2)
             value = None if msg is None or msg.error() is not None else msg.value()
             if value is None:
                 continue

@@ -21,6 +21,7 @@ latency on the control topic, and reads the other stages' reports (workers/loop/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -798,8 +799,15 @@ class StageWorker:
             self.consumer.close()
         finally:
             left = self._flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
-            # Release the producer's connections now, not whenever this object is collected.
-            self.producer.close()
+            # Deliveries never time out by themselves (message.timeout.ms=0): what is still queued
+            # now (a broker gone or refusing us) is dropped, its offsets unstored, redone later.
+            # Otherwise closing would wait for it forever.
+            for producer in {id(p): p for p in (self.producer, self._control_producer)}.values():
+                with contextlib.suppress(KafkaException):
+                    producer.purge(in_queue=True, in_flight=True, blocking=False)
+                    producer.flush(0)
+                # Release the producer's connections now, not whenever this object is collected.
+                producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
             if self._reader is not None:
                 self._reader.stop()
