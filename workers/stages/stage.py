@@ -26,7 +26,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -382,16 +382,8 @@ class PreprocessStage(Stage):
 
     name = "preprocess"
 
-    def __init__(
-        self,
-        pipeline: PipelineSpec,
-        model: OnnxModel,
-        *,
-        fallback: OnnxModel | None = None,
-        gate: OnnxModel | None = None,
-        clock: Clock = now_ms,
-    ) -> None:
-        super().__init__(pipeline, model, fallback=fallback, gate=gate, clock=clock)
+    def __init__(self, pipeline: PipelineSpec, model: OnnxModel, **kwargs: Any) -> None:
+        super().__init__(pipeline, model, **kwargs)
         # Built once from the YAML, so a bad decoder reference or parameter fails at start.
         self.decode_frame = load_decoder(pipeline.frame)
 

@@ -10,9 +10,7 @@ of a streamed window: its label is the keyword whose audio lies wholly inside it
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from workers.config.settings import OntimeSettings
 from workers.tools.devices import SendReport, SentFrame
 from workers.tools.events.scoring import EventScore, Heard, Truth, match, write_truth
 from workers.tools.liveview import LiveView, Tally
-from workers.tools.processes import REPO_ROOT
+from workers.tools.processes import spawn_ontime
 from workers.tools.stats import summarize
 from workers.tools.stream import StreamFleet, StreamPlan, StreamReport
 
@@ -173,18 +171,7 @@ class StreamedRun:
 
 def spawn_aggregator(pipeline: str, bootstrap: str, log: Path, flags: list[str]) -> subprocess.Popen[bytes]:
     """`ontime --pipeline P [flags] aggregate` as a child process, output appended to `log`."""
-    env = {**os.environ, "ONTIME_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, *flags, "aggregate"]
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_ontime(pipeline, bootstrap, log, [*flags, "aggregate"])
 
 
 def run_stream(

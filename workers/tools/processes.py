@@ -21,8 +21,13 @@ def spawn_worker(
     stage: str, pipeline: str, bootstrap: str, log: Path, flags: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
     """Start `ontime --pipeline P [flags] worker --stage stage`, its output appended to `log`."""
+    return spawn_ontime(pipeline, bootstrap, log, [*flags, "worker", "--stage", stage])
+
+
+def spawn_ontime(pipeline: str, bootstrap: str, log: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start `ontime --pipeline P *args` in its own session, its output appended to `log`."""
     env = {**os.environ, BOOTSTRAP_ENV: bootstrap, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, *flags, "worker", "--stage", stage]
+    cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, *args]
     with log.open("ab") as sink:
         return subprocess.Popen(
             cmd,
