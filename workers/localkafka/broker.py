@@ -113,7 +113,10 @@ class LocalBroker:
         version: str = KAFKA_VERSION,
         heap_mb: int = 512,
         class_sharing: bool = True,
+        proxied: tuple[int, int] | None = None,
     ) -> None:
+        """`proxied = (listen_port, proxy_port)`: also listen for clients that come through a proxy."""
+        self.proxied = proxied
         self.state_dir = (Path(state_dir) if state_dir is not None else default_state_dir()).absolute()
         self.version = version
         self.heap_mb = heap_mb
@@ -206,7 +209,9 @@ class LocalBroker:
         self, java: str, libs: Path, data: Path, port: int, controller_port: int, timeout: float
     ) -> BrokerState:
         data.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(render_properties(broker_properties(port, controller_port, data)))
+        self.properties_file.write_text(
+            render_properties(broker_properties(port, controller_port, data, proxied=self.proxied))
+        )
         self.log4j_file.write_text(log4j_properties())
         began = time.monotonic()
         cluster_id = _read_cluster_id(data) or self._format(java, libs, data)

@@ -19,6 +19,7 @@ __all__ = [
     "HOST",
     "KAFKA_VERSION",
     "LOG4J_VERSIONS",
+    "PROXIED_LISTENER",
     "broker_properties",
     "cache_root",
     "free_port",
@@ -88,17 +89,39 @@ def render_pom(kafka_version: str, log4j_version: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def broker_properties(port: int, controller_port: int, data_dir: Path, node_id: int = 1) -> dict[str, str]:
-    """server.properties for one process that is both broker and KRaft controller, on loopback."""
+PROXIED_LISTENER = "PROXIED"
+
+
+def broker_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    node_id: int = 1,
+    proxied: tuple[int, int] | None = None,
+) -> dict[str, str]:
+    """server.properties for one process that is both broker and KRaft controller, on loopback.
+
+    `proxied = (listen_port, proxy_port)` adds a PROXIED listener that advertises the proxy's
+    port: clients bootstrapping through a proxy (Toxiproxy in `ontime bench faults`) learn the
+    proxy's address from metadata and never bypass it, while PLAINTEXT stays direct.
+    """
+    listeners = [f"PLAINTEXT://{HOST}:{port}", f"CONTROLLER://{HOST}:{controller_port}"]
+    advertised = list(listeners)
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if proxied is not None:
+        listen_port, proxy_port = proxied
+        listeners.append(f"{PROXIED_LISTENER}://{HOST}:{listen_port}")
+        advertised.append(f"{PROXIED_LISTENER}://{HOST}:{proxy_port}")
+        protocols.append(f"{PROXIED_LISTENER}:PLAINTEXT")
     return {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(advertised),
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir),
         "num.partitions": "3",
         "default.replication.factor": "1",

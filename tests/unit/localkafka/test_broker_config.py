@@ -280,3 +280,13 @@ def test_start_errors_quote_kafkas_error_lines_with_their_exception() -> None:
     assert "Unable to start acceptor" in lines[0]
     assert lines[1].strip().endswith("Address already in use.")
     assert "Exiting Kafka" in lines[2]
+
+
+def test_a_proxied_listener_advertises_the_proxy_so_clients_never_bypass_it(tmp_path: Path) -> None:
+    props = broker_properties(port=1, controller_port=2, data_dir=tmp_path, proxied=(3, 4))
+    assert props["listeners"].split(",")[-1] == "PROXIED://127.0.0.1:3"
+    assert props["advertised.listeners"].split(",")[-1] == "PROXIED://127.0.0.1:4"
+    assert "PROXIED:PLAINTEXT" in props["listener.security.protocol.map"].split(",")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"  # replication and the controller stay direct
+    plain = broker_properties(port=1, controller_port=2, data_dir=tmp_path)
+    assert "PROXIED" not in plain["listeners"] + plain["advertised.listeners"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.tools.bench import deadlines, fuzz
+from workers.tools.bench import deadlines, faults, fuzz
 
 __all__ = ["register_cli"]
 
@@ -17,4 +17,5 @@ def register_cli(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="benchmarks: drive the real pipeline and print tables")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     deadlines.register_cli(kinds)
+    faults.register_cli(kinds)
     fuzz.register_cli(kinds)

@@ -152,17 +152,32 @@ class Workers:
         self.settings = settings
         self.run_dir = run_dir
         self.procs: list[WorkerProcess] = []
+        self.pipeline_file = run_dir / f"{settings.pipeline.name}.yaml"
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
         spec = self.settings.pipeline
-        path = self.run_dir / f"{spec.name}.yaml"
-        path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        bootstrap = self.settings.kafka.bootstrap_servers
+        self.pipeline_file.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         for stage in STAGE_ORDER:
-            log = self.run_dir / f"{spec.name}-{stage}.log"
-            proc = spawn_worker(stage, str(path), bootstrap, log)
-            self.procs.append(WorkerProcess(stage, proc, log))
+            self.procs.append(self._spawn(stage))
         self._wait_ready(ready_timeout_s)
+
+    def _spawn(self, stage: str) -> WorkerProcess:
+        log = self.run_dir / f"{self.settings.pipeline.name}-{stage}.log"
+        proc = spawn_worker(stage, str(self.pipeline_file), self.settings.kafka.bootstrap_servers, log)
+        return WorkerProcess(stage, proc, log)
+
+    def kill(self, stage: str) -> None:
+        """kill -9 the stage's process, as a crash would (fault benchmarks); `respawn` replaces it."""
+        for w in self.procs:
+            if w.stage == stage and w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait(timeout=30)
+
+    def respawn(self, stage: str) -> None:
+        """A new process for a stage whose process is gone (killed or crashed)."""
+        self.procs = [
+            self._spawn(stage) if w.stage == stage and w.proc.poll() is not None else w for w in self.procs
+        ]
 
     def _wait_ready(self, timeout_s: float) -> None:
         wait_assigned(self.settings, STAGE_ORDER, timeout_s, self.check_alive)
