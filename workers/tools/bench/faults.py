@@ -177,10 +177,17 @@ def _now_ms() -> int:
 class Device:
     """One thread sending real frames at a steady rate; remembers each frame's send time and offset."""
 
-    def __init__(self, settings: OntimeSettings, bootstrap: str, words: Words, tag: str, rate: float) -> None:
+    def __init__(
+        self,
+        settings: OntimeSettings,
+        bootstrap: str,
+        words: Words,
+        tag: str,
+        rate: float,
+        payloads: list[bytes],
+    ) -> None:
         spec = settings.pipeline
-        clips = load_clips(spec.name)
-        self.payloads = [np.ascontiguousarray(np.asarray(c.pcm), dtype="<i2").tobytes() for c in clips[:64]]
+        self.payloads = payloads
         self.topic, self.budget_ms, self.content_type = (
             spec.topics.raw,
             spec.budget_ms,
@@ -351,12 +358,19 @@ def with_exactly_once(settings: OntimeSettings, on: bool) -> OntimeSettings:
 
 
 def run_row(
-    key: str, mode: str, rig: Rig, settings: OntimeSettings, words: Words, timing: Timing, direct: str
+    key: str,
+    mode: str,
+    rig: Rig,
+    settings: OntimeSettings,
+    words: Words,
+    timing: Timing,
+    direct: str,
+    payloads: list[bytes],
 ) -> Row:
     label, fault, _ = FAULTS[key]
     assert rig.workers is not None
     row = Row(label, mode)
-    device = Device(settings, direct, words, f"{key}-{mode[:3]}", timing.rate)
+    device = Device(settings, direct, words, f"{key}-{mode[:3]}", timing.rate, payloads)
     device.start()
     give_up = time.monotonic() + 180
     while words.accounted(list(device.delivered)) < 10:  # results flowing before the fault
@@ -483,6 +497,10 @@ def _run_mode(
     budget_ms: float,
     out: TextIO,
 ) -> list[Row]:
+    payloads = [
+        np.ascontiguousarray(np.asarray(c.pcm), dtype="<i2").tobytes()
+        for c in load_clips(settings.pipeline.name)[:64]
+    ]
     live = private_pipeline(settings, direct, "faults", budget_ms=budget_ms)
     live = with_exactly_once(live, MODES[mode])
     create_topics(live)
@@ -496,7 +514,7 @@ def _run_mode(
         for key in faults:
             out.write(f"{mode}: {FAULTS[key][0]} …\n")
             out.flush()
-            row = run_row(key, mode, rig, live, words, timing, direct)
+            row = run_row(key, mode, rig, live, words, timing, direct, payloads)
             out.write(
                 f"  sent {row.sent}, lost {row.lost}, duplicates {row.duplicates}, "
                 f"recover {row.recover_s} s\n"
