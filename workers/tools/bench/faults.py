@@ -101,6 +101,7 @@ class Words:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 50,
+                "log_level": 0,  # the faults are deliberate: their connection errors are noise here
             }
         )
         self.consumer.subscribe([t.results, t.late, t.dlq, t.features, t.scores])
@@ -202,6 +203,7 @@ class Device:
                 "acks": "all",
                 "linger.ms": 0,
                 "message.timeout.ms": 0,  # a device holds its frames through a broker outage
+                "log_level": 0,
             }
         )
         self.sent_ms: dict[str, int] = {}
