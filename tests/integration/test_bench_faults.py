@@ -1,4 +1,4 @@
-"""`ontime bench faults` on the real broker: one cheap row, and the listener a proxy needs.
+"""`ontime bench faults` on the real broker: one cheap row, and clients kept behind Toxiproxy.
 
 The row (kill -9 of postprocess under steady load, at-least-once) starts its own broker, workers
 and device; it must account for every frame sent. Counts only, never times.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from workers.config.settings import load_settings
 from workers.localkafka.broker import LocalBroker
 from workers.localkafka.config import free_port
 from workers.tools.bench.faults import QUICK, run_bench
+from workers.tools.bench.toxiproxy import Toxiproxy
 
 
 def test_kill_9_of_postprocess_under_load_loses_nothing() -> None:
@@ -32,14 +35,27 @@ def test_kill_9_of_postprocess_under_load_loses_nothing() -> None:
     assert "| kill -9 postprocess | at-least-once |" in out.getvalue()
 
 
-def test_a_proxied_listener_sends_clients_to_the_proxy_address(tmp_path: Path) -> None:
-    listen, proxy = free_port(), free_port()
-    broker = LocalBroker(tmp_path / "kafka", proxied=(listen, proxy))
+def test_clients_through_toxiproxy_stay_behind_it_so_its_faults_reach_them(tmp_path: Path) -> None:
+    listen, proxy_port = free_port(), free_port()
+    broker = LocalBroker(tmp_path / "kafka", proxied=(listen, proxy_port))
+    proxy = Toxiproxy(tmp_path / "toxiproxy.log")
     direct = broker.start()
     try:
-        through = AdminClient({"bootstrap.servers": f"127.0.0.1:{listen}"}).list_topics(timeout=30)
+        proxy.start()
+        proxy.proxy("kafka", proxy_port, listen)
+        through = f"127.0.0.1:{proxy_port}"
+        meta = AdminClient({"bootstrap.servers": through}).list_topics(timeout=30)
         plain = AdminClient({"bootstrap.servers": direct}).list_topics(timeout=30)
+        proxy.enable("kafka", False)  # connections closed, new ones refused
+        cut = AdminClient({"bootstrap.servers": through, "log_level": 0})
+        with pytest.raises(KafkaException):
+            cut.list_topics(timeout=3)
+        proxy.enable("kafka", True)
+        again = cut.list_topics(timeout=30)
     finally:
+        proxy.stop()
         broker.stop()
-    assert [(b.host, b.port) for b in through.brokers.values()] == [("127.0.0.1", proxy)]
+    # metadata names the proxy, so a client never reconnects to the broker past it
+    assert [(b.host, b.port) for b in meta.brokers.values()] == [("127.0.0.1", proxy_port)]
+    assert [(b.host, b.port) for b in again.brokers.values()] == [("127.0.0.1", proxy_port)]
     assert [f"{b.host}:{b.port}" for b in plain.brokers.values()] == [direct]

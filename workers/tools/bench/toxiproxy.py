@@ -29,7 +29,7 @@ def go_bin_dir() -> Path:
 
 
 def toxiproxy_server() -> Path:
-    """The toxiproxy server binary: cached, or built now with `go install` (needs Go >= 1.22)."""
+    """The toxiproxy server binary: cached, or built now with `go install` (needs Go >= 1.23)."""
     binary = go_bin_dir() / f"toxiproxy-server-{TOXIPROXY_VERSION}"
     for found in (binary, go_bin_dir() / "server"):  # `server`: a plain `GOBIN=… go install` of it
         if found.is_file() and os.access(found, os.X_OK):
