@@ -27,21 +27,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from workers.config.settings import KafkaSettings, OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.localkafka.broker import LocalBroker
 from workers.localkafka.config import HOST, free_port
-from workers.loop.skip import SKIPPED
-from workers.messages import headers as h
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
+from workers.tools.bench.ledger import Ledger, PipelineReader, Row
 from workers.tools.bench.toxiproxy import Toxiproxy
 from workers.tools.devices import device_ids, frame_headers, load_clips
 
@@ -67,110 +66,6 @@ class Timing:
 QUICK = Timing(rate=8.0, before_s=2.0, after_s=6.0, broker_down_s=2.0, freeze_s=8.0, latency_s=5.0, cut_s=5.0)
 
 
-@dataclass
-class Row:
-    fault: str
-    mode: str
-    sent: int = 0
-    results: int = 0
-    late: int = 0
-    dlq: int = 0
-    lost: int = 0
-    duplicates: int = 0
-    max_copies: int = 0
-    recover_s: float | None = None
-    late_reasons: Counter[str] = field(default_factory=Counter)
-    note: str = ""
-
-
-class Words:
-    """Everything the pipeline said, read_committed, directly from the broker (never the proxy).
-
-    P.features and P.scores are read for their (partition, offset) → id only, so a skipped range
-    reported by infer or postprocess can be attributed as well as one on P.raw.
-    """
-
-    def __init__(self, settings: OntimeSettings, bootstrap: str) -> None:
-        t = settings.pipeline.topics
-        self.topics = t
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-faults-{settings.pipeline.name}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 50,
-                "log_level": 0,  # the faults are deliberate: their connection errors are noise here
-            }
-        )
-        self.consumer.subscribe([t.results, t.late, t.dlq, t.features, t.scores])
-        self.lock = threading.Lock()
-        self.copies: Counter[str] = Counter()
-        self.kinds: dict[str, set[str]] = {}
-        self.first_result_ms: dict[str, int] = {}
-        self.late_reason: dict[str, str] = {}
-        self.offsets: dict[tuple[str, int, int], str] = {}
-        self.ranges: list[tuple[str, int, int, int]] = []  # topic, partition, first offset, count
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-faults-words", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.consumer.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self.consumer.consume(num_messages=500, timeout=0.2):
-                if msg.error() is None:
-                    self._take(msg)
-
-    def _take(self, msg: Message) -> None:
-        topic, t = msg.topic() or "", self.topics
-        hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
-        frame = hd.get(h.ID, "")
-        with self.lock:
-            if topic in (t.features, t.scores):
-                if frame:
-                    self.offsets[(topic, msg.partition() or 0, msg.offset() or 0)] = frame
-                return
-            count = hd.get(h.LATE_COUNT, "1")
-            if topic == t.late and not frame and hd.get(h.ERROR_REASON) == SKIPPED and count.isdigit():
-                src = hd.get(h.SOURCE_TOPIC, "")
-                part, first = hd.get(h.SOURCE_PARTITION, "-1"), hd.get(h.SOURCE_OFFSET, "-1")
-                if part.isdigit() and first.isdigit():
-                    self.ranges.append((src, int(part), int(first), int(count)))
-                return
-            kind = "result" if topic == t.results else "late" if topic == t.late else "dlq"
-            self.copies[frame] += 1
-            self.kinds.setdefault(frame, set()).add(kind)
-            if kind == "late":
-                self.late_reason[frame] = hd.get(h.ERROR_REASON, "")
-            if kind == "result" and frame not in self.first_result_ms:
-                stamp_type, stamp = msg.timestamp()
-                self.first_result_ms[frame] = stamp if stamp_type == TIMESTAMP_LOG_APPEND_TIME else _now_ms()
-
-    def in_ranges(self) -> Counter[str]:
-        """Frames each skipped range stands for, by offset."""
-        hits: Counter[str] = Counter()
-        with self.lock:
-            for topic, part, first, count in self.ranges:
-                for off in range(first, first + count):
-                    frame = self.offsets.get((topic, part, off))
-                    if frame is not None:
-                        hits[frame] += 1
-        return hits
-
-    def accounted(self, ids: Sequence[str]) -> int:
-        hits = self.in_ranges()
-        with self.lock:
-            return sum(1 for i in ids if self.copies[i] or hits[i])
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -182,7 +77,7 @@ class Device:
         self,
         settings: OntimeSettings,
         bootstrap: str,
-        words: Words,
+        ledger: Ledger,
         tag: str,
         rate: float,
         payloads: list[bytes],
@@ -195,7 +90,7 @@ class Device:
             spec.frame.content_type,
         )
         self.devices = device_ids(8)
-        self.words, self.tag, self.rate = words, tag, rate
+        self.ledger, self.tag, self.rate = ledger, tag, rate
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -257,8 +152,7 @@ class Device:
                 self.failed[err.name()] += 1
                 return
             self.delivered.append(frame)
-            with self.words.lock:
-                self.words.offsets[(self.topic, msg.partition() or 0, msg.offset() or 0)] = frame
+            self.ledger.offset(self.topic, msg.partition() or 0, msg.offset() or 0, frame)
 
         return done
 
@@ -364,7 +258,7 @@ def run_row(
     mode: str,
     rig: Rig,
     settings: OntimeSettings,
-    words: Words,
+    ledger: Ledger,
     timing: Timing,
     direct: str,
     payloads: list[bytes],
@@ -372,10 +266,10 @@ def run_row(
     label, fault, _ = FAULTS[key]
     assert rig.workers is not None
     row = Row(label, mode)
-    device = Device(settings, direct, words, f"{key}-{mode[:3]}", timing.rate, payloads)
+    device = Device(settings, direct, ledger, f"{key}-{mode[:3]}", timing.rate, payloads)
     device.start()
     give_up = time.monotonic() + 180
-    while words.accounted(list(device.delivered)) < 10:  # results flowing before the fault
+    while ledger.accounted(list(device.delivered)) < 10:  # results flowing before the fault
         rig.workers.check_alive()
         if time.monotonic() > give_up:
             raise BenchError(f"{label}: no results before the fault")
@@ -387,35 +281,11 @@ def run_row(
     device.stop()
     ids = list(device.delivered)
     give_up = time.monotonic() + timing.drain_s
-    while words.accounted(ids) < len(ids) and time.monotonic() < give_up:
+    while ledger.accounted(ids) < len(ids) and time.monotonic() < give_up:
         rig.workers.check_alive()
         time.sleep(0.5)  # waiting on the pipeline
     time.sleep(3.0)  # late duplicates of a redelivered batch still count
-    hits = words.in_ranges()
-    row.sent = len(ids)
-    with words.lock:
-        for i in ids:
-            copies = words.copies[i] + hits[i]
-            kinds = words.kinds.get(i, set())
-            if copies == 0:
-                row.lost += 1
-                continue
-            row.duplicates += copies - 1
-            row.max_copies = max(row.max_copies, copies)
-            if "result" in kinds:
-                row.results += 1
-            elif "late" in kinds or hits[i]:
-                row.late += 1
-                row.late_reasons[words.late_reason.get(i, "skipped")] += 1
-            else:
-                row.dlq += 1
-        after = [
-            words.first_result_ms[i]
-            for i in ids
-            if device.sent_ms.get(i, 0) >= ended_ms and i in words.first_result_ms
-        ]
-    if after:
-        row.recover_s = max(0.0, (min(after) - ended_ms) / 1000.0)
+    ledger.tally(row, ids, device.sent_ms, ended_ms)
     if device.failed:
         row.note += f"; device errors {dict(device.failed)}"
     return row
@@ -507,16 +377,17 @@ def _run_mode(
     live = with_exactly_once(live, MODES[mode])
     create_topics(live)
     live = live.model_copy(update={"kafka": KafkaSettings(bootstrap_servers=worker_bootstrap)})
-    words = Words(live, direct)
+    ledger = Ledger()
+    reader = PipelineReader(live, direct, ledger)
     rig.workers = Workers(live, run_dir)
     rows: list[Row] = []
     try:
-        words.start()
+        reader.start()
         rig.workers.start(ready_timeout_s=180)
         for key in faults:
             out.write(f"{mode}: {FAULTS[key][0]} …\n")
             out.flush()
-            row = run_row(key, mode, rig, live, words, timing, direct, payloads)
+            row = run_row(key, mode, rig, live, ledger, timing, direct, payloads)
             out.write(
                 f"  sent {row.sent}, lost {row.lost}, duplicates {row.duplicates}, "
                 f"recover {row.recover_s} s\n"
@@ -525,7 +396,7 @@ def _run_mode(
     finally:
         rig.workers.stop()
         rig.workers = None
-        words.stop()
+        reader.stop()
     return rows
 
 
