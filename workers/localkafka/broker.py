@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from workers.errors import BrokerError
@@ -114,9 +114,19 @@ class LocalBroker:
         heap_mb: int = 512,
         class_sharing: bool = True,
         proxied: tuple[int, int] | None = None,
+        node_id: int = 1,
+        voters: Mapping[int, int] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
-        """`proxied = (listen_port, proxy_port)`: also listen for clients that come through a proxy."""
+        """`proxied = (listen_port, proxy_port)`: also listen for clients that come through a proxy.
+
+        `voters` (node id → controller port) makes this node `node_id` of a static-quorum cluster
+        (see workers/localkafka/cluster.py); its ports must then be given to `start`.
+        """
         self.proxied = proxied
+        self.node_id = node_id
+        self.voters = dict(voters) if voters else None
+        self.cluster_id = cluster_id  # the nodes of one cluster format with the same id
         self.state_dir = (Path(state_dir) if state_dir is not None else default_state_dir()).absolute()
         self.version = version
         self.heap_mb = heap_mb
@@ -210,7 +220,11 @@ class LocalBroker:
     ) -> BrokerState:
         data.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(
-            render_properties(broker_properties(port, controller_port, data, proxied=self.proxied))
+            render_properties(
+                broker_properties(
+                    port, controller_port, data, self.node_id, proxied=self.proxied, voters=self.voters
+                )
+            )
         )
         self.log4j_file.write_text(log4j_properties())
         began = time.monotonic()
@@ -280,7 +294,7 @@ class LocalBroker:
         return str(libs / "*")
 
     def _format(self, java: str, libs: Path, data: Path) -> str:
-        cluster_id = new_cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         archive = archive_path(libs)
         sharing = [f"-XX:SharedArchiveFile={archive}"] if self.class_sharing and archive.is_file() else []
         cmd = [
@@ -297,7 +311,7 @@ class LocalBroker:
             cluster_id,
             "-c",
             str(self.properties_file),
-            "--standalone",
+            *([] if self.voters else ["--standalone"]),  # a static quorum is named in the properties
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if done.returncode != 0:

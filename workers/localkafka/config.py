@@ -98,8 +98,13 @@ def broker_properties(
     data_dir: Path,
     node_id: int = 1,
     proxied: tuple[int, int] | None = None,
+    voters: Mapping[int, int] | None = None,
 ) -> dict[str, str]:
     """server.properties for one process that is both broker and KRaft controller, on loopback.
+
+    `voters` (node id → controller port, this node among them) makes it one node of a cluster
+    with a static controller quorum: replication factor 3 (or the node count) and min ISR 2 for
+    topics and the internal topics, so losing one node loses no acknowledged record.
 
     `proxied = (listen_port, proxy_port)` adds a PROXIED listener that advertises the proxy's
     port: clients bootstrapping through a proxy (Toxiproxy in `ontime bench faults`) learn the
@@ -113,7 +118,7 @@ def broker_properties(
         listeners.append(f"{PROXIED_LISTENER}://{HOST}:{listen_port}")
         advertised.append(f"{PROXIED_LISTENER}://{HOST}:{proxy_port}")
         protocols.append(f"{PROXIED_LISTENER}:PLAINTEXT")
-    return {
+    props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
@@ -142,6 +147,25 @@ def broker_properties(
         "log.segment.bytes": str(64 * 1024 * 1024),
         "num.network.threads": "2",
         "num.io.threads": "4",
+    }
+    if voters:
+        del props["controller.quorum.bootstrap.servers"]  # static quorum: the voters are the list
+        props.update(_cluster_overrides(voters))
+    return props
+
+
+def _cluster_overrides(voters: Mapping[int, int]) -> dict[str, str]:
+    replicas = str(min(3, len(voters)))
+    isr = str(min(2, len(voters)))
+    return {
+        "controller.quorum.voters": ",".join(f"{i}@{HOST}:{p}" for i, p in sorted(voters.items())),
+        "default.replication.factor": replicas,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": isr,
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,6 +38,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from workers.config.settings import KafkaSettings, OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.localkafka.broker import LocalBroker
+from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.config import HOST, free_port
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
@@ -161,11 +163,13 @@ class Device:
 class Rig:
     """What the faults act on: the broker (its ports), the proxy in front of it, the workers."""
 
-    broker: LocalBroker
-    port: int
-    controller_port: int
-    proxy: Toxiproxy | None
+    broker: LocalBroker | None = None
+    port: int = 0
+    controller_port: int = 0
+    proxy: Toxiproxy | None = None
     workers: Workers | None = None
+    cluster: LocalCluster | None = None
+    down: list[int] = field(default_factory=list)  # cluster nodes killed in this row
 
 
 Fault = Callable[[Rig, Timing], str]  # does the fault, returns when it has ended; a note
@@ -182,6 +186,7 @@ def _kill_stage(stage: str) -> Fault:
 
 
 def _kill_broker(rig: Rig, timing: Timing) -> str:
+    assert rig.broker is not None
     if not rig.broker.kill():
         raise BenchError("the broker was not running")
     time.sleep(timing.broker_down_s)
@@ -191,6 +196,7 @@ def _kill_broker(rig: Rig, timing: Timing) -> str:
 
 
 def _freeze_broker(rig: Rig, timing: Timing) -> str:
+    assert rig.broker is not None
     state = rig.broker.state()
     if state is None:
         raise BenchError("the broker is not running")
@@ -236,13 +242,24 @@ def _reset(rig: Rig, timing: Timing) -> str:
     return f"connections closed and refused for {timing.cut_s:g} s"
 
 
-FAULTS: dict[str, tuple[str, Fault, bool]] = {  # key → (label, fault, needs the proxy)
-    **{f"kill-{s}": (f"kill -9 {s}", _kill_stage(s), False) for s in STAGE_ORDER},
-    "kill-broker": ("kill -9 broker, restart", _kill_broker, False),
-    "freeze-broker": ("broker SIGSTOP … SIGCONT", _freeze_broker, False),
-    "latency": ("network: added latency", _latency, True),
-    "blackhole": ("network: black hole", _blackhole, True),
-    "reset": ("network: reset, refused", _reset, True),
+def _kill_cluster_node(rig: Rig, _: Timing) -> str:
+    assert rig.cluster is not None
+    node = 2  # any of the three: each leads about a third of the partitions
+    if not rig.cluster.kill(node):
+        raise BenchError(f"cluster node {node} was not running")
+    rig.down.append(node)  # it stays down for the rest of the row
+    return f"node {node} of 3 killed, left down until the row is accounted"
+
+
+BROKER, PROXIED, CLUSTER = "broker", "proxied", "cluster"
+FAULTS: dict[str, tuple[str, Fault, str]] = {  # key → (label, fault, what it needs)
+    **{f"kill-{s}": (f"kill -9 {s}", _kill_stage(s), BROKER) for s in STAGE_ORDER},
+    "kill-broker": ("kill -9 broker, restart", _kill_broker, BROKER),
+    "freeze-broker": ("broker SIGSTOP … SIGCONT", _freeze_broker, BROKER),
+    "latency": ("network: added latency", _latency, PROXIED),
+    "blackhole": ("network: black hole", _blackhole, PROXIED),
+    "reset": ("network: reset, refused", _reset, PROXIED),
+    "kill-cluster-node": ("3-node cluster: kill -9 one broker", _kill_cluster_node, CLUSTER),
 }
 
 
@@ -250,6 +267,12 @@ def with_exactly_once(settings: OntimeSettings, on: bool) -> OntimeSettings:
     data = settings.pipeline.model_dump(mode="json")
     for stage in data["stages"].values():
         stage["exactly_once"] = on
+    return settings.model_copy(update={"pipeline": PipelineSpec.model_validate(data)})
+
+
+def with_replicas(settings: OntimeSettings, replicas: int) -> OntimeSettings:
+    data = settings.pipeline.model_dump(mode="json")
+    data["topics"]["replication_factor"] = replicas
     return settings.model_copy(update={"pipeline": PipelineSpec.model_validate(data)})
 
 
@@ -316,7 +339,9 @@ def run_bench(
     unknown = [f for f in faults if f not in FAULTS] + [m for m in modes if m not in MODES]
     if unknown:
         raise BenchError(f"unknown faults or modes: {unknown} (faults: {list(FAULTS)}; modes: {list(MODES)})")
-    needs_proxy = any(FAULTS[f][2] for f in faults)
+    single = [f for f in faults if FAULTS[f][2] != CLUSTER]
+    clustered = [f for f in faults if FAULTS[f][2] == CLUSTER]
+    needs_proxy = any(FAULTS[f][2] == PROXIED for f in faults)
     out.write(f"machine: {machine()}\n")
     out.write(
         f"pipeline {settings.pipeline.name}: budget {budget_ms:g} ms, one process per stage, "
@@ -326,34 +351,80 @@ def run_bench(
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ontime-faults-") as tmp:
         run_dir = Path(tmp)
-        proxy_port, proxied_port = free_port(), free_port()
-        broker = LocalBroker(run_dir / "kafka", proxied=(proxied_port, proxy_port))
-        direct = broker.start()
-        state = broker.state()
-        assert state is not None
-        rig = Rig(broker, state.port, state.controller_port, None)
-        try:
-            worker_bootstrap = direct
-            if needs_proxy:
-                rig.proxy = Toxiproxy(run_dir / "toxiproxy.log")
-                rig.proxy.start()
-                rig.proxy.proxy(PROXY, proxy_port, proxied_port)
-                worker_bootstrap = f"{HOST}:{proxy_port}"
-            for mode in modes:
-                rows += _run_mode(
-                    settings, mode, rig, run_dir, direct, worker_bootstrap, faults, timing, budget_ms, out
-                )
-        finally:
-            if rig.workers is not None:
-                rig.workers.stop()
-            if rig.proxy is not None:
-                rig.proxy.stop()
-            live = broker.state()
-            if live is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(live.pid, signal.SIGCONT)  # never leave a frozen JVM behind
-            broker.stop()
+        if single:
+            rows += _on_one_broker(settings, run_dir, single, modes, needs_proxy, timing, budget_ms, out)
+        if clustered:
+            rows += _on_cluster(settings, run_dir, clustered, modes, timing, budget_ms, out)
     out.write("\n" + render(rows) + "\n")
+    return rows
+
+
+def _on_one_broker(
+    settings: OntimeSettings,
+    run_dir: Path,
+    faults: Sequence[str],
+    modes: Sequence[str],
+    needs_proxy: bool,
+    timing: Timing,
+    budget_ms: float,
+    out: TextIO,
+) -> list[Row]:
+    """One broker (and Toxiproxy in front of it when a network fault is asked for), every mode."""
+    proxy_port, proxied_port = free_port(), free_port()
+    broker = LocalBroker(run_dir / "kafka", proxied=(proxied_port, proxy_port))
+    direct = broker.start()
+    state = broker.state()
+    assert state is not None
+    rig = Rig(broker, state.port, state.controller_port)
+    rows: list[Row] = []
+    try:
+        worker_bootstrap = direct
+        if needs_proxy:
+            rig.proxy = Toxiproxy(run_dir / "toxiproxy.log")
+            rig.proxy.start()
+            rig.proxy.proxy(PROXY, proxy_port, proxied_port)
+            worker_bootstrap = f"{HOST}:{proxy_port}"
+        for mode in modes:
+            rows += _run_mode(
+                settings, mode, rig, run_dir, direct, worker_bootstrap, faults, timing, budget_ms, out
+            )
+    finally:
+        if rig.workers is not None:
+            rig.workers.stop()
+        if rig.proxy is not None:
+            rig.proxy.stop()
+        live = broker.state()
+        if live is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(live.pid, signal.SIGCONT)  # never leave a frozen JVM behind
+        broker.stop()
+    return rows
+
+
+def _on_cluster(
+    settings: OntimeSettings,
+    run_dir: Path,
+    faults: Sequence[str],
+    modes: Sequence[str],
+    timing: Timing,
+    budget_ms: float,
+    out: TextIO,
+) -> list[Row]:
+    """Three brokers on loopback, topics with 3 replicas and min ISR 2; a killed node comes back
+    after its row so the next one starts whole."""
+    cluster = LocalCluster(run_dir / "cluster")
+    bootstrap = cluster.start()
+    rig = Rig(cluster=cluster)
+    rows: list[Row] = []
+    try:
+        for mode in modes:
+            rows += _run_mode(
+                settings, mode, rig, run_dir, bootstrap, bootstrap, faults, timing, budget_ms, out
+            )
+    finally:
+        if rig.workers is not None:
+            rig.workers.stop()
+        cluster.stop()
     return rows
 
 
@@ -375,6 +446,8 @@ def _run_mode(
     ]
     live = private_pipeline(settings, direct, "faults", budget_ms=budget_ms)
     live = with_exactly_once(live, MODES[mode])
+    if rig.cluster is not None:
+        live = with_replicas(live, len(rig.cluster.nodes))
     create_topics(live)
     live = live.model_copy(update={"kafka": KafkaSettings(bootstrap_servers=worker_bootstrap)})
     ledger = Ledger()
@@ -393,6 +466,8 @@ def _run_mode(
                 f"recover {row.recover_s} s\n"
             )
             rows.append(row)
+            while rig.cluster is not None and rig.down:
+                rig.cluster.restart(rig.down.pop())
     finally:
         rig.workers.stop()
         rig.workers = None
@@ -419,7 +494,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
     timing = QUICK if args.quick else Timing()
     if args.rate is not None:
-        timing = Timing(**{**timing.__dict__, "rate": args.rate})
+        timing = dataclasses.replace(timing, rate=args.rate)
     default_faults = ("kill-postprocess",) if args.quick else tuple(FAULTS)
     default_modes = ("at-least-once",) if args.quick else tuple(MODES)
     faults = [f for f in (args.faults or ",".join(default_faults)).split(",") if f]
