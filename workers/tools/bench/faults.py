@@ -314,17 +314,20 @@ def run_row(
     return row
 
 
+HEAD = "| fault | mode | sent | results | late | dlq | lost | duplicates | recover s | fault detail |"
+
+
+def render_row(r: Row) -> str:
+    rec = f"{r.recover_s:.1f}" if r.recover_s is not None else "never"
+    late = f"{r.late} ({', '.join(f'{k} {n}' for k, n in r.late_reasons.items())})" if r.late else "0"
+    return (
+        f"| {r.fault} | {r.mode} | {r.sent} | {r.results} | {late} | {r.dlq} | {r.lost} "
+        f"| {r.duplicates} | {rec} | {r.note} |"
+    )
+
+
 def render(rows: list[Row]) -> str:
-    head = "| fault | mode | sent | results | late | dlq | lost | duplicates | recover s | fault detail |"
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        rec = f"{r.recover_s:.1f}" if r.recover_s is not None else "never"
-        late = f"{r.late} ({', '.join(f'{k} {n}' for k, n in r.late_reasons.items())})" if r.late else "0"
-        lines.append(
-            f"| {r.fault} | {r.mode} | {r.sent} | {r.results} | {late} | {r.dlq} | {r.lost} "
-            f"| {r.duplicates} | {rec} | {r.note} |"
-        )
-    return "\n".join(lines)
+    return "\n".join([HEAD, "|" + "---|" * 10, *(render_row(r) for r in rows)])
 
 
 def run_bench(
@@ -461,10 +464,7 @@ def _run_mode(
             out.write(f"{mode}: {FAULTS[key][0]} …\n")
             out.flush()
             row = run_row(key, mode, rig, live, ledger, timing, direct, payloads)
-            out.write(
-                f"  sent {row.sent}, lost {row.lost}, duplicates {row.duplicates}, "
-                f"recover {row.recover_s} s\n"
-            )
+            out.write(f"  {render_row(row)}\n")
             rows.append(row)
             while rig.cluster is not None and rig.down:
                 rig.cluster.restart(rig.down.pop())

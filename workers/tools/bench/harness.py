@@ -66,7 +66,7 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
     data["topics"].update(
-        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq")}
+        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq", "control")}
     )
     data.update(changes)
     return settings.model_copy(
