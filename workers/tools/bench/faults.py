@@ -270,6 +270,20 @@ def with_exactly_once(settings: OntimeSettings, on: bool) -> OntimeSettings:
     return settings.model_copy(update={"pipeline": PipelineSpec.model_validate(data)})
 
 
+def revive(workers: Workers) -> list[str]:
+    """What a supervisor would do: restart every stage process that exited; what each died of."""
+    notes: list[str] = []
+    for w in list(workers.procs):
+        code = w.proc.poll()
+        if code is None:
+            continue
+        lines = w.log.read_text(errors="replace").splitlines()
+        why = next((line for line in reversed(lines) if "Error" in line or "Exception" in line), "")
+        notes.append(f"{w.stage} EXITED {code} ({why.strip()[-150:]}), restarted")
+        workers.respawn(w.stage)
+    return notes
+
+
 def with_replicas(settings: OntimeSettings, replicas: int) -> OntimeSettings:
     data = settings.pipeline.model_dump(mode="json")
     data["topics"]["replication_factor"] = replicas
@@ -292,8 +306,9 @@ def run_row(
     device = Device(settings, direct, ledger, f"{key}-{mode[:3]}", timing.rate, payloads)
     device.start()
     give_up = time.monotonic() + 180
+    deaths: list[str] = []
     while ledger.accounted(list(device.delivered)) < 10:  # results flowing before the fault
-        rig.workers.check_alive()
+        deaths += revive(rig.workers)
         if time.monotonic() > give_up:
             raise BenchError(f"{label}: no results before the fault")
         time.sleep(0.2)  # waiting on other threads
@@ -305,12 +320,15 @@ def run_row(
     ids = list(device.delivered)
     give_up = time.monotonic() + timing.drain_s
     while ledger.accounted(ids) < len(ids) and time.monotonic() < give_up:
-        rig.workers.check_alive()
+        deaths += revive(rig.workers)
         time.sleep(0.5)  # waiting on the pipeline
     time.sleep(3.0)  # late duplicates of a redelivered batch still count
     ledger.tally(row, ids, device.sent_ms, ended_ms)
+    deaths += revive(rig.workers)
     if device.failed:
         row.note += f"; device errors {dict(device.failed)}"
+    if deaths:
+        row.note += "; " + "; ".join(deaths)
     return row
 
 
