@@ -2,9 +2,13 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev,audio,report,otlp
+EXTRAS ?= dev,audio,report,otlp,aggregator
 # Re-install only when the dependencies change.
 STAMP  := $(VENV)/.ontime-installed
+# The Quix Streams peer of `ontime bench goodput` lives in its own environment: every quixstreams
+# release caps confluent-kafka below the version ontime needs (workers/tools/bench/peers/).
+QUIX_REQS  := workers/tools/bench/peers/quix-requirements.txt
+QUIX_STAMP := $(VENV)/quix/.ontime-installed
 
 # Debian packages (recordings, Java/Maven for Kafka); installs only what is missing.
 system-deps:
@@ -12,16 +16,21 @@ system-deps:
 
 .PHONY: system-deps setup test lint typecheck unit integration kafka-jars broker-up broker-down broker-status demo bench
 
-setup: $(STAMP)
+setup: $(STAMP) $(QUIX_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $@
 
+$(QUIX_STAMP): $(QUIX_REQS) | $(STAMP)
+	@test -x $(VENV)/quix/bin/python || $(PYTHON) -m venv $(VENV)/quix
+	@$(VENV)/quix/bin/python -m pip install -q --disable-pip-version-check -r $(QUIX_REQS)
+	@touch $@
+
 # ruff, mypy, then unit and integration tests (the latter start a real Kafka broker).
 # pytest exit code 5 means "no tests collected", which is not a failure here.
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) $(QUIX_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests/unit tests/integration || [ $$? -eq 5 ]
@@ -36,7 +45,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit || [ $$? -eq 5 ]
 
-integration: $(STAMP)
+integration: $(STAMP) $(QUIX_STAMP)
 	$(BIN)/python -m pytest -q tests/integration || [ $$? -eq 5 ]
 
 # Fetch the Kafka broker jars with Maven into ~/.cache/ontime (or $$ONTIME_CACHE_DIR) once.
@@ -56,5 +65,6 @@ broker-status: $(STAMP)
 demo: system-deps $(STAMP)
 	$(BIN)/ontime demo
 
-bench: $(STAMP)
-	$(BIN)/ontime bench
+# The recorded goodput comparison (about 25 minutes); `ontime bench goodput --quick` takes ~2.
+bench: $(STAMP) $(QUIX_STAMP)
+	$(BIN)/ontime bench goodput

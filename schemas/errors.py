@@ -17,6 +17,7 @@ DLQ_REASONS = (
     "bad-header",
     "bad-content-type",
     "bad-shape",
+    "bad-encoding",
     "bad-dtype",
     "bad-samples",
     "poison",

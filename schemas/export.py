@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.errors import ErrorRecord
+from schemas.events import Event
 from schemas.results import Result
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
-EXPORTED: dict[str, type[BaseModel]] = {"result": Result, "error-record": ErrorRecord}
+EXPORTED: dict[str, type[BaseModel]] = {"result": Result, "error-record": ErrorRecord, "event": Event}
 
 
 def rendered() -> dict[str, str]:

@@ -4,12 +4,14 @@
     ├── ConfigError          invalid settings or pipeline YAML (names the field)
     ├── ModelError           a model file is missing, or its sha256 differs from its card
     ├── BrokerError          the local broker could not be started, reached or stopped
+    │   └── KafkaRefused     (workers.kafka.refusals) wrong credentials, untrusted TLS, missing ACL
     ├── DeliveryFailed       (workers.loop.worker) a produced record was not acknowledged: the worker stops
     ├── Abandoned            (workers.loop.worker) a second stop signal cut the batch in hand short
     └── PoisonMessage        a record that can never be processed: goes to P.dlq, never retried
         ├── BadContentType   header missing or not what the stage accepts
         ├── BadHeader        a header the pipeline reads is not UTF-8, too long, or malformed
-        ├── BadShape         payload size does not match the declared dtype and shape
+        ├── BadShape         payload size (or image size, channels) does not match what is declared
+        ├── BadEncoding      payload is not a valid instance of its content type (corrupt, truncated)
         ├── BadDtype         a tensor's dtype is not what the stage's model takes
         └── BadSamples       NaN/Inf or otherwise invalid values
 
@@ -55,6 +57,10 @@ class BadHeader(PoisonMessage):
 
 class BadShape(PoisonMessage):
     reason = "bad-shape"
+
+
+class BadEncoding(PoisonMessage):
+    reason = "bad-encoding"
 
 
 class BadDtype(PoisonMessage):

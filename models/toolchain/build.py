@@ -2,7 +2,9 @@
 
 A pipeline `P` provides `models.toolchain.P.build` with `build(out_dir: Path, quick: bool) -> None`
 (train, compress, export, measure, write cards) and optionally `evaluate(out_dir: Path) -> None`
-(re-measure the artifacts already in `out_dir` and rewrite their cards).
+(re-measure the artifacts already in `out_dir` and rewrite their cards). A part that can be built
+on its own (without retraining anything else) is a module `models.toolchain.P.<part>` with
+`build(out_dir: Path) -> None`; `ontime models build P --only <part>` runs just that.
 """
 
 from __future__ import annotations
@@ -29,11 +31,30 @@ def default_out_dir(pipeline: str) -> Path:
     return MODELS_DIR / pipeline
 
 
-def build(pipeline: str, out_dir: Path | None = None, quick: bool = False) -> Path:
-    """Build every variant of `pipeline` into `out_dir`, then re-render docs/models.md."""
+def part_module(pipeline: str, part: str) -> ModuleType:
+    """`models.toolchain.<pipeline>.<part>`, which must have `build(out_dir)`."""
+    name = f"models.toolchain.{pipeline}.{part}"
+    if part == "build":
+        raise SystemExit(f"{name} is the whole build: drop --only")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise SystemExit(f"no part {part!r} in the {pipeline!r} model toolchain") from exc
+        raise
+    if not hasattr(module, "build"):
+        raise SystemExit(f"{name} cannot be built on its own")
+    return module
+
+
+def build(pipeline: str, out_dir: Path | None = None, quick: bool = False, only: str | None = None) -> Path:
+    """Build every variant of `pipeline` (or just part `only`) into `out_dir`, re-render docs/models.md."""
     target = out_dir or default_out_dir(pipeline)
     target.mkdir(parents=True, exist_ok=True)
-    pipeline_module(pipeline).build(out_dir=target, quick=quick)
+    if only:
+        part_module(pipeline, only).build(out_dir=target)
+    else:
+        pipeline_module(pipeline).build(out_dir=target, quick=quick)
     if target.resolve().parent == MODELS_DIR.resolve():
         render_cards.write()
     return target

@@ -17,8 +17,8 @@ Subparsers = Any
 def _build(args: argparse.Namespace) -> int:
     from models.toolchain import build
 
-    out = build.build(args.target, out_dir=args.out, quick=args.quick)
-    print(f"built {args.target} models in {out}")
+    out = build.build(args.target, out_dir=args.out, quick=args.quick, only=args.only)
+    print(f"built {args.target} {args.only or 'models'} in {out}")
     return 0
 
 
@@ -51,6 +51,9 @@ def register_cli(subparsers: Subparsers) -> Subparsers:
     build.add_argument("target", metavar="PIPELINE", help="pipeline name, e.g. acoustic or vision")
     build.add_argument("--quick", action="store_true", help="small data and few epochs (smoke run)")
     build.add_argument("--out", type=Path, default=None, help="output dir (default models/<pipeline>)")
+    build.add_argument(
+        "--only", default=None, metavar="PART", help="build one part alone, e.g. frontend (acoustic)"
+    )
     build.set_defaults(func=_build)
 
     evaluate = verbs.add_parser("evaluate", help="re-measure committed models and rewrite their cards")

@@ -78,6 +78,11 @@ class Clip:
     pcm: npt.NDArray[np.int16]
     source: str
 
+    @property
+    def payload(self) -> bytes:
+        """The frame as a microphone publishes it: s16le PCM."""
+        return np.ascontiguousarray(self.pcm, dtype="<i2").tobytes()
+
 
 def _require(directory: Path, package: str) -> None:
     if not directory.is_dir():

@@ -53,12 +53,13 @@ def fresh_pipeline(
     topic_factory: Callable[..., str],
     partitions: int = 3,
     pipeline: dict[str, Any] | None = None,
+    base: str = "acoustic",
 ) -> OntimeSettings:
-    """Settings of a pipeline with a unique name whose six topics exist (deleted after the test)."""
+    """Settings of the bundled pipeline `base` under a unique name whose six topics exist."""
     name = f"t{uuid.uuid4().hex[:10]}"
     overrides = pipeline_overrides(name, bootstrap, partitions)
     merge_overrides(overrides["pipeline"], pipeline or {})
-    settings = load_settings("acoustic", overrides)
+    settings = load_settings(base, overrides)
     for topic in settings.pipeline.topics.all():
         topic_factory(partitions=partitions, name=topic)
     return settings

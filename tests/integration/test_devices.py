@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Message
 
+from pipelines.vision.fashion_mnist import camera_frames
 from tests.integration.conftest import TopicFactory
 from workers.config.settings import load_settings
 from workers.errors import BrokerError
 from workers.messages import headers as h
+from workers.messages.frames import load_decoder
 from workers.tools.devices import Fleet, device_ids, kcat_example
 
 
@@ -59,7 +61,7 @@ def test_fleet_sends_k_frames_with_headers_keys_and_payloads(
     assert report.delivered == 12
     assert report.failed == 0
     assert sum(report.per_device.values()) == 12
-    assert set(report.per_device) == set(device_ids(3))
+    assert set(report.per_device) == set(device_ids(3, "mic-"))
     assert report.per_device == {"mic-0001": 4, "mic-0002": 4, "mic-0003": 4}
 
     records = _consume(kafka_bootstrap, topic, 12)
@@ -74,7 +76,7 @@ def test_fleet_sends_k_frames_with_headers_keys_and_payloads(
         assert hd[h.CONTENT_TYPE] == settings.pipeline.frame.content_type
         assert int(hd[h.CAPTURED_MS]) == frame.captured_ms
         assert int(hd[h.DEADLINE_MS]) == frame.captured_ms + budget
-        assert len(msg.value() or b"") == 2 * settings.pipeline.frame.samples
+        assert len(msg.value() or b"") == 2 * int(settings.pipeline.frame.params["samples"])
         assert msg.timestamp()[1] == frame.captured_ms
         partitions_of[key].add(msg.partition())
     assert {m.headers() and h.as_dict(m.headers())[h.ID] for m in records} == set(report.frames)
@@ -111,7 +113,7 @@ def test_the_printed_kcat_example_publishes_a_valid_frame(
         {"kafka": {"bootstrap_servers": kafka_bootstrap}, "pipeline": {"topics": {"raw": topic}}},
     )
     frame = tmp_path / "frame.pcm"
-    frame.write_bytes(np.zeros(settings.pipeline.frame.samples, dtype="<i2").tobytes())
+    frame.write_bytes(np.zeros(int(settings.pipeline.frame.params["samples"]), dtype="<i2").tobytes())
     command = kcat_example(settings, str(frame))
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -122,4 +124,23 @@ def test_the_printed_kcat_example_publishes_a_valid_frame(
     assert hd[h.CONTENT_TYPE] == settings.pipeline.frame.content_type
     assert str(uuid.UUID(hd[h.ID])) == hd[h.ID]
     assert abs(int(hd[h.CAPTURED_MS]) - time.time() * 1000) < 600_000
-    assert len(msg.value() or b"") == 2 * settings.pipeline.frame.samples
+    assert len(msg.value() or b"") == 2 * int(settings.pipeline.frame.params["samples"])
+
+
+def test_camera_fleet_sends_the_test_images_as_png(kafka_bootstrap: str, topic_factory: TopicFactory) -> None:
+    topic = topic_factory(partitions=2)
+    settings = load_settings("vision", {"kafka": {"bootstrap_servers": kafka_bootstrap}})
+    report = Fleet(settings, devices=2, rate=20.0, seed=3, topic=topic).run(frames=8)
+    assert report.delivered == 8 and set(report.per_device) == {"cam-0001", "cam-0002"}
+
+    decode = load_decoder(settings.pipeline.frame)
+    images = {f"fashion-mnist t10k #{i}": img for i, img in enumerate(camera_frames())}
+    for msg in _consume(kafka_bootstrap, topic, 8):
+        hd = h.as_dict(msg.headers())
+        frame = report.frames[hd[h.ID]]
+        assert hd[h.CONTENT_TYPE] == "image/png"
+        assert (msg.value() or b"").startswith(b"\x89PNG\r\n\x1a\n")
+        # The bytes on the topic are the labelled test image the fleet says it sent.
+        pixels = decode(msg.value(), hd[h.CONTENT_TYPE])[0]
+        assert frame.label == images[frame.source].label
+        np.testing.assert_array_equal(pixels, images[frame.source].pixels)

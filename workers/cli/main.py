@@ -28,6 +28,9 @@ VERB_MODULES = (
     "workers.tools.demo",
     "workers.tools.report",
     "workers.tools.bench",
+    "workers.tools.dlq",
+    "workers.tools.offsets",
+    "workers.aggregate.cli",
 )
 BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 

@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from workers.config.kafka_security import check_security, security_config
+from workers.config.secrets import MASK, is_secret_name, redact
 from workers.config.spec import MODELS_DIR, PipelineSpec, pipeline_file
 from workers.errors import ConfigError
 
@@ -24,7 +34,12 @@ _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_data", default
 
 
 class KafkaSettings(BaseModel):
-    """How to reach Kafka; `extra` is the escape hatch for any raw librdkafka key."""
+    """How to reach Kafka; `extra` is the escape hatch for any raw librdkafka key.
+
+    Security (docs/security.md): TLS with a CA, an optional client certificate and hostname
+    verification, and SASL (SCRAM-SHA-512 end to end). Passwords are `SecretStr`, given inline
+    (`ONTIME_KAFKA__SASL_PASSWORD`) or as a mounted file (`..._FILE`), and never printed.
+    """
 
     model_config = ConfigDict(extra="forbid")
     bootstrap_servers: str = "127.0.0.1:19092"
@@ -32,21 +47,50 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
     ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = None
+    ssl_endpoint_identification_algorithm: Literal["https", "none"] = Field(
+        "https",
+        description="'none' turns off broker hostname verification: UNSAFE (anyone with a "
+        "certificate from the same CA can impersonate the broker)",
+    )
     group_protocol: Literal["classic", "consumer"] = "classic"
+    # Static membership (KIP-345): a restarted consumer with the same id takes its partitions back
+    # without a rebalance. One id per replica (the chart uses the pod name); unset: dynamic member.
+    group_instance_id: str | None = Field(None, min_length=1, max_length=249)
     extra: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator(
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "sasl_password_file",
+        "ssl_ca_location",
+        "ssl_certificate_location",
+        "ssl_key_location",
+        "ssl_key_password",
+        "ssl_key_password_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A chart or compose file often renders an unused secret as an empty variable.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        check_security(self)
+        return self
+
     def as_librdkafka_dict(self) -> dict[str, str]:
+        """The librdkafka keys of every client ontime creates: bootstrap, `extra`, then security."""
         conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            conf["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            conf["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.ssl_ca_location:
-            conf["ssl.ca.location"] = self.ssl_ca_location
         conf.update(self.extra)
+        conf.update(security_config(self))  # last: `extra` cannot weaken TLS or SASL
         return conf
 
 
@@ -135,7 +179,10 @@ def describe(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration (pipeline file {source}, ONTIME_* environment, CLI flags):"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        # A model-level error echoes the whole block it checked, secrets included: mask them.
+        secret = any(is_secret_name(str(p)) for p in err["loc"])
+        shown = MASK if secret else redact(err.get("input"))
+        lines.append(f"  {loc}: {err['msg']} (got {shown!r})")
     return "\n".join(lines)
 
 

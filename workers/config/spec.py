@@ -7,9 +7,9 @@ stage, consumer group, budget in milliseconds) is computed here so no other modu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _REPO = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = _REPO / "pipelines"
@@ -21,11 +21,48 @@ StageName = Literal["preprocess", "infer", "postprocess"]
 
 
 class FrameSpec(BaseModel):
-    """The raw frame a pipeline accepts from devices."""
+    """The raw frame a pipeline accepts from devices, and the pure function that decodes it.
+
+    The runtime knows no frame format: `decoder` names a factory in the pipeline's own package
+    (`pipelines.<name>.frames:decoder`), called once with this spec; the function it returns maps
+    (payload, content type) to one frame's input to the preprocess model, or raises a
+    PoisonMessage. `params` are the decoder's own settings (sizes, accepted conversions).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    content_type: str = "audio/pcm;format=s16le;rate=16000;channels=1"
-    samples: int = Field(16000, gt=0, description="samples per frame (exactly 1.0 s at 16 kHz)")
+    content_type: str = Field(description="what devices send, e.g. image/png or audio/pcm;rate=16000")
+    decoder: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function of the frame decoder"
+    )
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _numbers_from_text(cls, value: Any) -> Any:
+        """`--set …params.width=32` and `ONTIME_…` give text; a number in text is a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: _number(v) if isinstance(v, str) else v for k, v in value.items()}
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+class DevicesSpec(BaseModel):
+    """What `ontime devices simulate` publishes for this pipeline: real labelled frames."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function(split) returning labelled frames (label, source, payload bytes)",
+    )
+    key_prefix: str = Field("dev-", pattern=r"^[A-Za-z0-9._-]*$", description="device ids: <prefix>0001, …")
 
 
 class Topics(BaseModel):
@@ -39,6 +76,9 @@ class Topics(BaseModel):
     control: str = Field(
         "", description="compacted topic of the stages' latency reports; default: <raw prefix>.control"
     )
+    events: str | None = Field(
+        None, description="keyword events of `ontime aggregate` (default `<pipeline name>.events`)"
+    )
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
 
@@ -50,13 +90,29 @@ class Topics(BaseModel):
         return self
 
     def all(self) -> list[str]:
-        return [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+        names = [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+        return names if self.events is None else [*names, self.events]
 
     def config_of(self, topic: str) -> tuple[int, dict[str, str]]:
         """Partitions and topic configs: the control topic keeps the newest report per key."""
         if topic == self.control:
             return 1, {"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
         return self.partitions, {}
+
+
+class EventsSpec(BaseModel):
+    """How `ontime aggregate` turns per-window results into keyword events (docs/events.md).
+
+    The defaults are the numbers tuned on tuning audio only (`ontime bench events --tune`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    smooth_windows: int = Field(2, ge=1, le=64, description="windows averaged per device")
+    min_windows: int = Field(2, ge=1, le=64, description="windows that must be present to fire")
+    threshold: float = Field(0.7, gt=0, le=1, description="smoothed keyword score that fires")
+    refractory_ms: int = Field(1500, ge=0, description="no new event this long after one ends")
+    hop_ms: int = Field(250, gt=0, description="expected spacing of a device's windows")
+    dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
 
 
 class BatchSpec(BaseModel):
@@ -117,11 +173,20 @@ class PipelineSpec(BaseModel):
         description="P.late records point at their source record (reference) or carry its payload (copy)",
     )
     skip_ahead: bool = Field(True, description="seek past a backlog head that cannot make its deadlines")
-    frame: FrameSpec = Field(default_factory=FrameSpec)
+    frame: FrameSpec
+    devices: DevicesSpec | None = None
     topics: Topics
     stages: dict[StageName, StageSpec]
     transport_share: float = Field(0.0, ge=0, le=1)
     top_k: int = Field(3, ge=1)
+    events: EventsSpec = Field(default_factory=EventsSpec)
+
+    @model_validator(mode="after")
+    def _events_topic(self) -> PipelineSpec:
+        # Optional in YAML so older pipeline files stay valid; derived from the name when absent.
+        if self.topics.events is None:
+            self.topics.events = f"{self.name}.events"
+        return self
 
     @model_validator(mode="after")
     def _shares_fit(self) -> PipelineSpec:

@@ -13,7 +13,9 @@ never exceeds the static one: measurements may only admit frames the shares woul
 slow downstream is handled by its own admission, not by upstream starving it.
 
 Replicas of one stage report separately; the board takes the slowest fresh one, since a frame
-may land on any of them.
+may land on any of them. A replica that saw no frames lately repeats its last measurement (an
+idle stage is as fast as it was, and a burst after a quiet minute must not be judged by the
+pessimistic shares); only a replica that stops reporting altogether falls back to the prior.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.messages.deadline import Clock, now_ms
 
 REPORT_QUANTILE = 0.99
-WINDOW_MS = 5_000.0  # a report covers the frames of the last few seconds
-STALE_MS = 6_000.0  # a report older than this no longer counts: the prior answers again
-MIN_FRAMES = 20  # fewer frames than this make no percentile worth planning with
+WINDOW_MS = 2_000.0  # a report covers the frames of the last two seconds: a drained backlog is
+# forgotten quickly, and an idle stage repeats its last report (see LatencyPublisher)
+STALE_MS = 6_000.0  # no report for this long: the replica is gone, and the prior answers again
+MIN_FRAMES = 10  # fewer frames than this make no percentile worth planning with
 MARGIN = 1.2  # measured p99 × margin + floor: the tail of a sum is not the sum of tails
 MARGIN_FLOOR_MS = 2.0
 _HOPS_TOTAL = 4  # Kafka produces of a frame: raw, features, scores, results

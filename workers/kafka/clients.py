@@ -45,6 +45,8 @@ def consumer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
             "enable.auto.commit": True,
         }
     )
+    if settings.kafka.group_instance_id:
+        conf["group.instance.id"] = settings.kafka.group_instance_id
     if settings.kafka.group_protocol == "consumer":
         for key in _CLASSIC_ONLY:
             conf.pop(key, None)
@@ -61,7 +63,7 @@ def producer_config(settings: OntimeSettings, stage: str, *, transactional: bool
     """
     conf: ConfigDict = {
         "client.id": f"ontime-{settings.pipeline.name}-{stage}-producer",
-        "linger.ms": 1,
+        "linger.ms": 0,  # a frame never waits for company on its way to the next stage
         "compression.type": "lz4",
         "message.timeout.ms": 0,
     }
@@ -83,4 +85,5 @@ def producer_config(settings: OntimeSettings, stage: str, *, transactional: bool
 def replica_id(settings: OntimeSettings) -> str:
     """Who this worker is among its stage's replicas: the static member id when set (a pod name,
     stable across restarts), else host and process id."""
-    return settings.kafka.extra.get("group.instance.id") or f"{socket.gethostname()}-{os.getpid()}"
+    static = settings.kafka.group_instance_id or settings.kafka.extra.get("group.instance.id")
+    return static or f"{socket.gethostname()}-{os.getpid()}"

@@ -4,6 +4,8 @@
 and waits until a metadata request succeeds. A pid file and a JSON state file in `state_dir` let
 another process (`ontime broker status|down`) find and stop it later. When
 ONTIME_KAFKA__BOOTSTRAP_SERVERS names an existing cluster, the CLI uses that and starts nothing.
+`LocalBroker(state_dir, secure=True)` listens with TLS + SCRAM-SHA-512 and enforces ACLs
+(workers/localkafka/secure.py); `client_settings(user)` logs a client in as one of its users.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from workers.localkafka.config import (
     new_cluster_id,
     port_is_free,
     render_properties,
+    write_private,
 )
 from workers.localkafka.jars import JarFetchError, ensure_jars
+from workers.localkafka.secure import ADMIN, Credentials, secure_properties
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -71,9 +75,9 @@ def bootstrap_from_env() -> str | None:
     return value or None
 
 
-def default_state_dir() -> Path:
-    """Where `ontime broker up` keeps pid, state, log and data: <cache>/broker."""
-    return cache_root() / "broker"
+def default_state_dir(secure: bool = False) -> Path:
+    """Where `ontime broker up` keeps pid, state, log and data: <cache>/broker (or broker-secure)."""
+    return cache_root() / ("broker-secure" if secure else "broker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +97,8 @@ class BrokerState:
     ready_seconds: float
     libs_dir: str = ""
     class_archive_dump: str = ""  # where this JVM writes its class archive on exit, if it does
+    secure: bool = False
+    credentials_dir: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -113,6 +119,7 @@ class LocalBroker:
         version: str = KAFKA_VERSION,
         heap_mb: int = 512,
         class_sharing: bool = True,
+        secure: bool = False,
         proxied: tuple[int, int] | None = None,
         node_id: int = 1,
         voters: Mapping[int, int] | None = None,
@@ -127,7 +134,11 @@ class LocalBroker:
         self.node_id = node_id
         self.voters = dict(voters) if voters else None
         self.cluster_id = cluster_id  # the nodes of one cluster format with the same id
-        self.state_dir = (Path(state_dir) if state_dir is not None else default_state_dir()).absolute()
+        default = default_state_dir(secure)
+        self.state_dir = (Path(state_dir) if state_dir is not None else default).absolute()
+        # A state dir that holds credentials stays secure, even when opened without the flag.
+        self.secure = secure or (self.state_dir / "credentials" / "ca.pem").is_file()
+        self.credentials = Credentials(self.state_dir / "credentials") if self.secure else None
         self.version = version
         self.heap_mb = heap_mb
         self.class_sharing = class_sharing
@@ -176,6 +187,21 @@ class LocalBroker:
         state = self.state()
         return state.bootstrap if state else None
 
+    def client_settings(self, user: str = ADMIN, bootstrap: str | None = None) -> dict[str, str]:
+        """`kafka:` settings overrides that reach this broker, logged in as `user` when secure."""
+        bootstrap = bootstrap or self.bootstrap
+        if bootstrap is None:
+            raise BrokerError(f"no broker running in {self.state_dir}")
+        if self.credentials is None:
+            return {"bootstrap_servers": bootstrap}
+        return self.credentials.settings(user, bootstrap)
+
+    def client_config(self, user: str = ADMIN, bootstrap: str | None = None) -> dict[str, str]:
+        """librdkafka configuration for `user` (the super user by default), from `KafkaSettings`."""
+        from workers.config.settings import KafkaSettings
+
+        return KafkaSettings.model_validate(self.client_settings(user, bootstrap)).as_librdkafka_dict()
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(
         self,
@@ -219,13 +245,16 @@ class LocalBroker:
         self, java: str, libs: Path, data: Path, port: int, controller_port: int, timeout: float
     ) -> BrokerState:
         data.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
-            render_properties(
-                broker_properties(
-                    port, controller_port, data, self.node_id, proxied=self.proxied, voters=self.voters
-                )
-            )
+        props = broker_properties(
+            port, controller_port, data, self.node_id, proxied=self.proxied, voters=self.voters
         )
+        if self.credentials is not None:
+            if _read_cluster_id(data) and not self.credentials.exists():
+                raise BrokerStartError(f"{data} was formatted without SCRAM users; remove {self.state_dir}")
+            self.credentials.ensure()
+            props.update(secure_properties(port, controller_port, self.credentials))
+        # 0600: in secure mode it holds the broker's own SCRAM password.
+        write_private(self.properties_file, render_properties(props).encode())
         self.log4j_file.write_text(log4j_properties())
         began = time.monotonic()
         cluster_id = _read_cluster_id(data) or self._format(java, libs, data)
@@ -233,7 +262,9 @@ class LocalBroker:
         self.pid_file.write_text(f"{self._proc.pid}\n")
         bootstrap = f"{HOST}:{port}"
         try:
-            self._wait_ready(bootstrap, port, began + timeout)
+            self._wait_ready(self.client_config(bootstrap=bootstrap), port, began + timeout)
+            if self.credentials is not None:
+                self.credentials.write_env_files(bootstrap)
         except BaseException:
             self._terminate(self._proc.pid)
             self._forget()
@@ -254,6 +285,8 @@ class LocalBroker:
             ready_seconds=round(time.monotonic() - began, 3),
             libs_dir=str(libs),
             class_archive_dump=str(self._dump or ""),
+            secure=self.secure,
+            credentials_dir=str(self.credentials.root) if self.credentials is not None else "",
         )
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -312,10 +345,13 @@ class LocalBroker:
             "-c",
             str(self.properties_file),
             *([] if self.voters else ["--standalone"]),  # a static quorum is named in the properties
+            *(self.credentials.scram_format_args() if self.credentials is not None else []),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if done.returncode != 0:
             output = (done.stdout + done.stderr).strip()[-4000:]
+            if self.credentials is not None:  # the tool may echo its --add-scram arguments
+                output = self.credentials.redact(output)
             raise BrokerStartError(f"formatting {data} failed (exit {done.returncode}):\n{output}")
         return cluster_id
 
@@ -351,13 +387,14 @@ class LocalBroker:
                 start_new_session=True,
             )
 
-    def _wait_ready(self, bootstrap: str, port: int, deadline: float) -> None:
+    def _wait_ready(self, conf: dict[str, str], port: int, deadline: float) -> None:
         """Block until the port accepts and a metadata request lists this broker."""
         from confluent_kafka.admin import AdminClient
 
         assert self._proc is not None
         admin = None
         last_error = "port not open yet"
+        bootstrap = conf["bootstrap.servers"]
         while True:
             code = self._proc.poll()
             if code is not None:
@@ -369,7 +406,7 @@ class LocalBroker:
                     f"Kafka at {bootstrap} not ready in time ({last_error}); {self._log_tail_text()}"
                 )
             if admin is None and _port_accepts(port):
-                admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+                admin = AdminClient({**conf, "log_level": 2})
             if admin is not None:
                 try:
                     metadata = admin.list_topics(timeout=2.0)

@@ -1,5 +1,7 @@
-"""`ontime broker up|down|status|logs|fetch`: drive the local Kafka broker from the shell.
+"""`ontime broker up|down|status|logs|fetch|rotate`: drive the local Kafka broker from the shell.
 
+`--secure` picks the TLS + SCRAM broker (own state dir <cache>/broker-secure, default ports
+19094/19095) and, on `up`, applies the pipeline's least-privilege ACLs (docs/security.md).
 Every verb sets `func(args) -> int` (the exit code), as workers/cli.py expects.
 """
 
@@ -13,6 +15,11 @@ from workers.errors import BrokerError
 from workers.localkafka.broker import BOOTSTRAP_ENV, LocalBroker, bootstrap_from_env
 from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, KAFKA_VERSION, port_is_free
 from workers.localkafka.jars import JarFetchError, ensure_jars
+from workers.localkafka.secure_cli import add_rotate, apply_pipeline_acls, describe_credentials
+
+# The secure broker's defaults, next to the plaintext one's, so both can run at once.
+SECURE_PORT = 19094
+SECURE_CONTROLLER_PORT = 19095
 
 __all__ = ["main", "register_cli"]
 
@@ -26,6 +33,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         parser.add_argument(
             "--state-dir", type=Path, default=None, help="pid/state/log/data (default <cache>/broker)"
         )
+        parser.add_argument(
+            "--secure",
+            action="store_true",
+            help="the TLS + SCRAM-SHA-512 broker with ACLs (state in <cache>/broker-secure)",
+        )
 
     up = verbs.add_parser("up", help="start the local broker (idempotent)")
     common(up)
@@ -33,6 +45,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     up.add_argument("--controller-port", type=int, default=None)
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
     up.add_argument("-q", "--quiet", action="store_true", help="print only the bootstrap servers")
+    up.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="with --secure: grant every stage its TransactionalIds (default: the exactly_once stages)",
+    )
     up.set_defaults(func=_cmd_up)
 
     down = verbs.add_parser("down", help="stop the local broker")
@@ -47,6 +64,8 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     common(logs)
     logs.add_argument("-n", "--lines", type=int, default=40)
     logs.set_defaults(func=_cmd_logs)
+
+    add_rotate(verbs, common)
 
     fetch = verbs.add_parser("fetch", help="download the Kafka jars with Maven (cached)")
     fetch.add_argument("--version", default=KAFKA_VERSION)
@@ -66,34 +85,47 @@ def _cmd_up(args: argparse.Namespace) -> int:
             else f"using existing cluster {external} ({BOOTSTRAP_ENV}); starting nothing"
         )
         return 0
-    broker = LocalBroker(args.state_dir)
+    broker = LocalBroker(args.state_dir, secure=args.secure)
     running = broker.state()
     if running is not None:
         _say(running.bootstrap if args.quiet else f"already running: {running.bootstrap} (pid {running.pid})")
+        bootstrap = running.bootstrap
+    else:
+        port, controller_port = args.port, args.controller_port
+        wanted = (DEFAULT_PORT, DEFAULT_CONTROLLER_PORT)
+        if broker.secure:
+            wanted = (SECURE_PORT, SECURE_CONTROLLER_PORT)
+        if port is None and controller_port is None and all(port_is_free(p) for p in wanted):
+            port, controller_port = wanted
+        try:
+            bootstrap = broker.start(port=port, controller_port=controller_port, timeout=args.timeout)
+        except BrokerError as exc:  # JarFetchError too
+            _say(f"broker failed to start: {exc}", err=True)
+            return 1
+        state = broker.state()
+        if args.quiet:
+            _say(bootstrap)
+        elif state is not None:
+            _say(
+                f"broker up: {bootstrap} (pid {state.pid}, Kafka {state.version}, "
+                f"ready in {state.ready_seconds:.1f} s, log {state.log_file})"
+            )
+    if not broker.secure:
+        if not args.quiet and running is None:
+            _say(f"export {BOOTSTRAP_ENV}={bootstrap}")
         return 0
-    port, controller_port = args.port, args.controller_port
-    defaults_free = port_is_free(DEFAULT_PORT) and port_is_free(DEFAULT_CONTROLLER_PORT)
-    if port is None and controller_port is None and defaults_free:
-        port, controller_port = DEFAULT_PORT, DEFAULT_CONTROLLER_PORT
     try:
-        bootstrap = broker.start(port=port, controller_port=controller_port, timeout=args.timeout)
-    except BrokerError as exc:  # JarFetchError too
-        _say(f"broker failed to start: {exc}", err=True)
+        table = apply_pipeline_acls(args, broker, exactly_once=True if args.exactly_once else None)
+    except BrokerError as exc:
+        _say(f"ACLs not applied: {exc}", err=True)
         return 1
-    state = broker.state()
-    if args.quiet:
-        _say(bootstrap)
-    elif state is not None:
-        _say(
-            f"broker up: {bootstrap} (pid {state.pid}, Kafka {state.version}, "
-            f"ready in {state.ready_seconds:.1f} s, log {state.log_file})"
-        )
-        _say(f"export {BOOTSTRAP_ENV}={bootstrap}")
+    if not args.quiet:
+        _say(describe_credentials(broker, bootstrap, table))
     return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    broker = LocalBroker(args.state_dir)
+    broker = LocalBroker(args.state_dir, secure=args.secure)
     state = broker.state()
     if broker.stop():
         _say(f"broker stopped (pid {state.pid if state else '?'})")
@@ -102,11 +134,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _topic_count(bootstrap: str) -> str:
+def _topic_count(conf: dict[str, str]) -> str:
     from confluent_kafka.admin import AdminClient
 
     try:
-        metadata = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2}).list_topics(timeout=5.0)
+        metadata = AdminClient({**conf, "log_level": 2}).list_topics(timeout=5.0)
     except Exception as exc:  # KafkaException: unreachable cluster is worth reporting, not crashing on
         return f"unknown ({exc})"
     names = list(metadata.topics)
@@ -118,23 +150,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     external = bootstrap_from_env()
     if external is not None:
         _say(f"bootstrap: {external} (existing cluster from {BOOTSTRAP_ENV})")
-        _say(f"topics:    {_topic_count(external)}")
+        _say(f"topics:    {_topic_count({'bootstrap.servers': external})}")
         return 0
-    state = LocalBroker(args.state_dir).state()
+    broker = LocalBroker(args.state_dir, secure=args.secure)
+    state = broker.state()
     if state is None:
         _say("local broker: not running")
         return 3  # LSB "program is not running"
     _say(f"bootstrap: {state.bootstrap}")
     _say(f"pid:       {state.pid}")
     _say(f"version:   Kafka {state.version}")
-    _say(f"topics:    {_topic_count(state.bootstrap)}")
+    _say(f"topics:    {_topic_count(broker.client_config(bootstrap=state.bootstrap))}")
+    if state.secure:
+        _say(f"security:  SASL_SSL (TLS + SCRAM-SHA-512), ACLs enforced; credentials {state.credentials_dir}")
     _say(f"data:      {state.data_dir}")
     _say(f"log:       {state.log_file}")
     return 0
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    broker = LocalBroker(args.state_dir)
+    broker = LocalBroker(args.state_dir, secure=args.secure)
     _say(broker.log_tail(args.lines) or f"{broker.log_file}: no log yet")
     return 0
 

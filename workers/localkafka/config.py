@@ -29,6 +29,7 @@ __all__ = [
     "port_is_free",
     "render_pom",
     "render_properties",
+    "write_private",
 ]
 
 KAFKA_VERSION = "4.1.1"
@@ -227,3 +228,12 @@ def free_port(host: str = HOST, exclude: frozenset[int] = frozenset()) -> int:
             port = int(sock.getsockname()[1])
         if port not in exclude:
             return port
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only (created 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    path.chmod(0o600)

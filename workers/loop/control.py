@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -24,6 +25,7 @@ from workers.telemetry.logs import event
 log = logging.getLogger("ontime.control")
 
 PUBLISH_EVERY_S = 1.0
+SEED_HOP_MS = 10.0  # queue + Kafka hop allowed for in a stage's first report, before it measured any
 
 
 class LatencyPublisher:
@@ -34,8 +36,16 @@ class LatencyPublisher:
         self.replica = replica_id(settings)
         self.board = board
         self.windows = {s: LatencyWindow() for s in stages}
+        self._last: dict[str, LatencyReport] = {}
         self._due = 0.0
         self._failed_logged = False
+
+    def seed(self, stage: str, compute_ms: float) -> None:
+        """Before any frame: report the stage's warmed-up cost plus a hop allowance, so an idle
+        pipeline's first burst is planned with this rather than the pessimistic budget shares."""
+        estimate = compute_ms + SEED_HOP_MS
+        self._last[stage] = LatencyReport(stage, self.replica, estimate, estimate, 0, now_ms())
+        self._due = 0.0
 
     def observe(self, stage: str, at_ms: float, latency_ms: float) -> None:
         window = self.windows.get(stage)
@@ -50,8 +60,11 @@ class LatencyPublisher:
         now = now_ms()
         for stage, window in self.windows.items():
             report = window.report(stage, self.replica, now)
+            if report is None and stage in self._last:  # idle: still alive, last known latency
+                report = replace(self._last[stage], at_ms=now)
             if report is None:
                 continue
+            self._last[stage] = report
             self.board.put(report)
             try:
                 producer.produce(self.topic, key=report.key(), value=report.encode(), on_delivery=self._sent)

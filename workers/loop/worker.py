@@ -39,6 +39,7 @@ from workers.deadlines.batcher import DeadlineBatcher, record_deadline
 from workers.deadlines.reserve import LatencyBoard
 from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
+from workers.kafka.refusals import KafkaRefused, refusal
 from workers.loop.breaker import DlqBreaker
 from workers.loop.control import ControlReader, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
@@ -157,6 +158,7 @@ class StageWorker:
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
         self._errors_logged: dict[int, float] = {}
+        self.refused: KafkaRefused | None = None  # why Kafka refused us, if it did: run() raises it
         self.counts = {"emit": 0, "late": 0, "dlq": 0, "skipped": 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
 
@@ -166,8 +168,9 @@ class StageWorker:
         if self._reader is not None:
             self._reader.start()
         if self.transactional:
-            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
+            self._init_transactions()
         for stage in self.stages:
+            self._publisher.seed(stage.name, stage.warm_cost_ms(self.batch.max_size))
             self.telemetry.started(self.pipeline.name, stage.name)
         event(
             log,
@@ -193,6 +196,8 @@ class StageWorker:
             raise
         finally:
             self._close()
+        if self.refused is not None:
+            raise self.refused
 
     def stop(self, hurry: bool = False) -> None:
         """Finish the batch in hand, then leave; `hurry` drops it undelivered and unstored instead."""
@@ -683,6 +688,8 @@ class StageWorker:
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's client-level errors: logged once per code and minute; fatal ones stop us."""
+        if self._stop_if_refused(err):
+            return
         if err.fatal():
             event(log, "kafka-fatal", logging.ERROR, stage=self.name, error=err.str())
             self.stop()
@@ -691,6 +698,28 @@ class StageWorker:
         if time.monotonic() - last > 60.0:
             self._errors_logged[err.code()] = time.monotonic()
             event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str())
+
+    def _init_transactions(self) -> None:
+        """Register this replica's transactional.id; a missing ACL raises KafkaRefused, not a traceback."""
+        try:
+            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
+        except KafkaException as exc:
+            why = refusal(exc.args[0], self.settings.kafka)
+            if why is None:
+                raise
+            event(log, "kafka-refused", logging.ERROR, stage=self.name, error=str(why))
+            raise why from None
+
+    def _stop_if_refused(self, err: KafkaError) -> bool:
+        """Authentication, TLS and ACL refusals never heal by retrying: stop, and run() raises."""
+        why = refusal(err, self.settings.kafka)
+        if why is None:
+            return False
+        if self.refused is None:
+            self.refused = why
+            event(log, "kafka-refused", logging.ERROR, stage=self.name, error=str(why))
+        self.stop()
+        return True
 
     # -- lag ---------------------------------------------------------------------------------
     def _report_lag(self, in_hand: list[Message]) -> None:
@@ -758,7 +787,7 @@ class StageWorker:
                     event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
             self.consumer.close()
         finally:
-            left = self.producer.flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
+            left = self._flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
             # Release the producer's connections now, not whenever this object is collected.
             self.producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
@@ -766,6 +795,14 @@ class StageWorker:
                 self._reader.stop()
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
+
+    def _flush(self, timeout: float) -> int:
+        """Records still queued after `timeout`; a producer in a fatal state (refused) fails to flush."""
+        try:
+            return int(self.producer.flush(timeout))
+        except KafkaException as exc:
+            event(log, "flush-failed", logging.WARNING, stage=self.name, error=str(exc))
+            return len(self.producer)
 
 
 def install_signal_handlers(worker: StageWorker) -> None:

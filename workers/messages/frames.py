@@ -1,45 +1,52 @@
-"""Raw PCM frames from devices: checked against what the pipeline accepts, then viewed as float32.
+"""Raw frames from devices: the decoder a pipeline names in its YAML, loaded once at start.
 
-The acoustic pipeline accepts 16 kHz mono, exactly `samples` long, as `s16le` (what microphones
-send) or `f32le` (samples in [-1, 1]; NaN/Inf rejected). Anything else is a poison message.
+The runtime knows no frame format. `frame.decoder` in `pipelines/<name>/pipeline.yaml` names a
+factory in the pipeline's own package (`pipelines.vision.frames:decoder`); called once with the
+pipeline's `FrameSpec`, it checks its `params` (a bad one fails the worker at start, naming the
+field) and returns the per-message function. That function is pure: payload and content-type
+header in, one frame's input to the preprocess model out (no batch axis), or a PoisonMessage.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import numpy as np
 
 from workers.config.spec import FrameSpec
-from workers.errors import BadContentType, BadSamples, BadShape
+from workers.errors import BadContentType, ConfigError
 from workers.messages.codec import ContentType
 
-_FORMATS: dict[str, np.dtype[np.generic]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+FrameDecoder = Callable[[bytes | None, str], np.ndarray]
+DecoderFactory = Callable[[FrameSpec], FrameDecoder]
+
+__all__ = ["DecoderFactory", "FrameDecoder", "expect_mime", "load_decoder"]
 
 
-def decode_pcm(payload: bytes | None, content_type: str, spec: FrameSpec) -> np.ndarray:
-    """float32 samples in [-1, 1] of one frame, shape (samples,); raises a PoisonMessage subclass."""
-    ct = ContentType.parse(content_type)
-    want = ContentType.parse(spec.content_type)
-    if ct.mime != want.mime:
-        raise BadContentType(f"expected {want.mime}, got {ct.mime}")
-    fmt = ct.params.get("format", "")
-    dtype = _FORMATS.get(fmt)
-    if dtype is None:
-        raise BadContentType(f"PCM format {fmt!r} not accepted; use one of {', '.join(_FORMATS)}")
-    for key in ("rate", "channels"):
-        if ct.params.get(key) != want.params.get(key):
-            raise BadContentType(
-                f"PCM {key}={ct.params.get(key)} not accepted; the pipeline takes {want.render()}"
-            )
-    size = 0 if payload is None else len(payload)
-    expected = spec.samples * dtype.itemsize
-    if size != expected:
-        raise BadShape(f"frame has {size} bytes; {spec.samples} samples of {fmt} need {expected}")
-    assert payload is not None
-    samples = np.frombuffer(payload, dtype=dtype)
-    if fmt == "s16le":
-        return samples.astype(np.float32) * np.float32(1.0 / 32768.0)
-    if not np.isfinite(samples).all():
-        raise BadSamples(f"frame has {int((~np.isfinite(samples)).sum())} NaN/Inf samples")
-    if np.abs(samples).max(initial=0.0) > 1.0:
-        raise BadSamples("f32le samples must lie in [-1, 1]")
-    return samples.astype(np.float32, copy=False)
+def load_decoder(frame: FrameSpec) -> FrameDecoder:
+    """The pipeline's frame decoder, built from `frame.decoder` (`module:factory`) and its params."""
+    module_name, _, attr = frame.decoder.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"pipeline.frame.decoder {frame.decoder!r}: cannot import {module_name}: {exc}"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"pipeline.frame.decoder {frame.decoder!r}: {module_name} has no function {attr}")
+    try:
+        decode: FrameDecoder = factory(frame)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"pipeline.frame.params: {exc} (decoder {frame.decoder})") from exc
+    return decode
+
+
+def expect_mime(content_type: str | None, frame: FrameSpec) -> ContentType:
+    """The parsed header if its mime type is the one the pipeline accepts; else BadContentType."""
+    got = ContentType.parse(content_type)
+    want = ContentType.parse(frame.content_type)
+    if got.mime != want.mime:
+        raise BadContentType(f"expected {want.mime}, got {got.mime}")
+    return got

@@ -40,7 +40,7 @@ from workers.errors import BadDtype, BadSamples, BadShape, ModelError, PoisonMes
 from workers.messages import codec
 from workers.messages.deadline import Clock, now_ms
 from workers.messages.envelope import Envelope
-from workers.messages.frames import decode_pcm
+from workers.messages.frames import load_decoder
 from workers.messages.headers import StageTime
 from workers.messages.outcome import Outcome, Status, worse
 from workers.stages.cache import ResultCache, content_key, owned, row_nbytes
@@ -114,6 +114,11 @@ class Stage:
         """This stage's budget with the downstream reserve as measured right now."""
         return self.budget.with_reserve(self.reserve.reserve_ms(now))
 
+    def warm_cost_ms(self, batch: int) -> float:
+        """Planned cost of a batch of `batch` on the primary path, from warm-up or measurements."""
+        costs = self.planning_costs()
+        return costs.overhead(batch) + costs.primary(batch)
+
     def admission_floor_ms(self) -> float:
         """Least time a frame needs left to be worth taking: the cheapest run of one plus the reserve."""
         costs = self.planning_costs()
@@ -175,7 +180,10 @@ class Stage:
 
     def decode(self, env: Envelope) -> np.ndarray:
         """One message's model input with a leading batch axis of 1; raises PoisonMessage."""
-        array = codec.decode_tensor(env.payload, env.content_type)
+        return self.fit(codec.decode_tensor(env.payload, env.content_type))
+
+    def fit(self, array: np.ndarray) -> np.ndarray:
+        """`array` (batch axis of 1) if it fits the model's input; else BadDtype/BadShape/BadSamples."""
         if array.dtype.name != self.input_dtype.name:  # a batch must never promote or fail for one member
             raise BadDtype(f"tensor dtype {array.dtype.name}; {self.model.ref} takes {self.input_dtype.name}")
         want = self.model.input_shape(self.input_name)[1:]
@@ -352,18 +360,14 @@ _ORT_DTYPES = {
     "tensor(float16)": np.float16,
     "tensor(int16)": np.int16,
     "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8,
 }
 
 
 def _zeros(model: OnnxModel, n: int) -> np.ndarray:
     spec = model.session.get_inputs()[0]
     shape = [n, *(d if isinstance(d, int) else 1 for d in spec.shape[1:])]
-    dtype = {
-        "tensor(float)": np.float32,
-        "tensor(float16)": np.float16,
-        "tensor(int16)": np.int16,
-        "tensor(int64)": np.int64,
-    }.get(spec.type, np.float32)
+    dtype = _ORT_DTYPES.get(spec.type, np.float32)
     return np.zeros(shape, dtype=dtype)
 
 
@@ -374,12 +378,25 @@ def _top_probability(logits: np.ndarray) -> float:
 
 
 class PreprocessStage(Stage):
-    """PCM frame → log-mel features (an ONNX graph)."""
+    """Raw device frame → model features: the pipeline's frame decoder, then its ONNX graph."""
 
     name = "preprocess"
 
+    def __init__(
+        self,
+        pipeline: PipelineSpec,
+        model: OnnxModel,
+        *,
+        fallback: OnnxModel | None = None,
+        gate: OnnxModel | None = None,
+        clock: Clock = now_ms,
+    ) -> None:
+        super().__init__(pipeline, model, fallback=fallback, gate=gate, clock=clock)
+        # Built once from the YAML, so a bad decoder reference or parameter fails at start.
+        self.decode_frame = load_decoder(pipeline.frame)
+
     def decode(self, env: Envelope) -> np.ndarray:
-        return decode_pcm(env.payload, env.content_type, self.pipeline.frame)[None, :]
+        return self.fit(self.decode_frame(env.payload, env.content_type)[None, ...])
 
 
 class InferStage(Stage):

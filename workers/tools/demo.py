@@ -27,12 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from workers.aggregate.names import STAGE, changelog_topic
 from workers.config.settings import OntimeSettings, load_settings
 from workers.config.spec import STAGE_ORDER
 from workers.errors import OntimeError
 from workers.localkafka.broker import BrokerError, LocalBroker, bootstrap_from_env, default_state_dir
 from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, port_is_free
 from workers.localkafka.jars import JarFetchError
+from workers.tools.demo_events import PARTIAL, StreamedRun, run_stream, spawn_aggregator
 from workers.tools.devices import Fleet, LabelledClip, SendReport, load_clips
 from workers.tools.liveview import LiveView, ResultsReader, Tally, results_jsonl
 from workers.tools.processes import spawn_worker
@@ -59,6 +61,8 @@ class DemoOptions:
     drain_timeout_s: float = 30.0
     window_s: float = 10.0
     live: bool | None = None  # None: redraw in place only when stdout is a terminal
+    stream: bool = False  # streaming devices + `ontime aggregate`: keyword events (demo_events.py)
+    hop_ms: int = 250
     worker_flags: list[str] = field(default_factory=list)  # global CLI flags the workers get too
 
 
@@ -77,6 +81,7 @@ class DemoOutcome:
     worker_exits: dict[str, int | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    events: StreamedRun | None = None  # with --stream: ground truth, events and their score
 
     @property
     def accounted(self) -> int:
@@ -126,7 +131,7 @@ def _check_models(settings: OntimeSettings) -> list[str]:
     for stage in STAGE_ORDER:
         ref = settings.pipeline.stages[stage].model  # type: ignore[index]
         try:
-            card, _ = load_verified(ref)
+            card, _ = load_verified(ref, settings.models_dir)
         except OntimeError as exc:
             raise DemoError(
                 f"{stage}: {exc}\n  build the models first (see README: `ontime models build`)"
@@ -168,7 +173,7 @@ def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) 
             f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc}); start one with "
             "`ontime broker up`, or unset ONTIME_KAFKA__BOOTSTRAP_SERVERS to let the demo start one"
         ) from None
-    groups = [settings.pipeline.group_id(s) for s in STAGE_ORDER]
+    groups = [settings.pipeline.group_id(s) for s in (*STAGE_ORDER, STAGE)]
     deadline = time.monotonic() + timeout
     while busy := {g: len(m) for g, m in _group_members(admin, groups).items() if m}:
         if time.monotonic() > deadline:
@@ -178,6 +183,12 @@ def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) 
             )
         time.sleep(1.0)  # a worker that just left may still be listed until its session ends
     deleted = delete_topics(settings)
+    changelog = changelog_topic(settings)  # the aggregator's state of an earlier run
+    if changelog in admin.list_topics(timeout=10).topics:
+        for future in admin.delete_topics([changelog], operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result()
+        deleted.append(changelog)
     while deleted and set(deleted) & set(admin.list_topics(timeout=10).topics):
         if time.monotonic() > deadline:
             raise DemoError(f"topics {deleted} still exist {timeout:.0f} s after being deleted")
@@ -207,7 +218,7 @@ class _Worker:
 
 
 def _start_workers(
-    settings: OntimeSettings, bootstrap: str, run_dir: Path, flags: list[str]
+    settings: OntimeSettings, bootstrap: str, run_dir: Path, flags: list[str], aggregate: bool = False
 ) -> list[_Worker]:
     pipeline = str(settings.pipeline_file) if settings.pipeline_file else settings.pipeline.name
     workers = []
@@ -215,6 +226,9 @@ def _start_workers(
         log = run_dir / f"{stage}.log"
         proc = spawn_worker(stage, pipeline, bootstrap, log, flags)
         workers.append(_Worker(stage, proc, log))
+    if aggregate:
+        log = run_dir / f"{STAGE}.log"
+        workers.append(_Worker(STAGE, spawn_aggregator(pipeline, bootstrap, log, flags), log))
     return workers
 
 
@@ -286,11 +300,15 @@ def run_demo(
     try:
         _say(out, f"models: {', '.join(_check_models(settings))}")
         _fresh_topics(settings, out)
-        workers = _start_workers(settings, broker.bootstrap, run_dir, options.worker_flags)
-        _say(out, f"workers: {', '.join(STAGE_ORDER)} as separate processes, logs in {run_dir}/")
-        clips = load_clips(settings.pipeline.name)
+        workers = _start_workers(settings, broker.bootstrap, run_dir, options.worker_flags, options.stream)
+        _say(out, f"workers: {', '.join(w.stage for w in workers)} as separate processes, logs in {run_dir}/")
+        clips = load_clips(settings.pipeline)
         _wait_ready(settings, workers, options.ready_timeout_s, out)
-        report, tally = _run_fleet(settings, options, clips, workers, out)
+        if options.stream:
+            report, tally, streamed = _run_stream(settings, options, workers, out)
+            outcome.events = streamed
+        else:
+            report, tally = _run_fleet(settings, options, clips, workers, out)
         outcome.sent, outcome.delivered = report.sent, report.delivered
     except KeyboardInterrupt:
         outcome.problems.append("interrupted")
@@ -316,6 +334,8 @@ def run_demo(
     _say(out, "")
     _say(out, _summary(settings, options, report, tally, outcome, broker))
     outcome.files = _write_files(run_dir, report, tally, out)
+    if outcome.events is not None:
+        outcome.files += outcome.events.write(run_dir)
     outcome.files += _write_report(tally, run_dir, out)
     return outcome
 
@@ -351,7 +371,7 @@ def _run_fleet(
     _say(
         out,
         f"fleet: {options.devices} devices × {options.rate:g} frames/s for {options.duration_s:g} s "
-        f"({len(clips)} real clips)\n",
+        f"({len(clips)} real labelled frames)\n",
     )
     thread.start()
     try:
@@ -378,6 +398,32 @@ def _run_fleet(
     return report, tally
 
 
+def _run_stream(
+    settings: OntimeSettings, options: DemoOptions, workers: list[_Worker], out: TextIO
+) -> tuple[SendReport, Tally, StreamedRun]:
+    """Streaming devices in real time, results and events watched live (workers/tools/demo_events.py)."""
+    tally = Tally(window_s=options.window_s)
+    reader = ResultsReader(settings, tally)
+    reader.start()
+    view = LiveView(out, settings.pipeline.budget_ms, tty=options.live)
+    try:
+        return run_stream(
+            settings,
+            devices=options.devices,
+            seconds=options.duration_s,
+            hop_ms=options.hop_ms,
+            seed=options.seed,
+            tally=tally,
+            view=view,
+            check=lambda: _check_alive(workers),
+            drain_timeout_s=options.drain_timeout_s,
+            out=out,
+        )
+    finally:
+        view.close()
+        reader.stop()
+
+
 def _check_alive(workers: list[_Worker]) -> None:
     for w in workers:
         code = w.proc.poll()
@@ -391,7 +437,7 @@ def _score(outcome: DemoOutcome, report: SendReport, tally: Tally) -> None:
     outcome.dlq = sum(1 for i in report.frames if _kind(tally, i) == "dlq")
     for result in tally.results:
         frame = report.frames.get(result.id)
-        if frame is not None:
+        if frame is not None and frame.label != PARTIAL:
             outcome.scored += 1
             outcome.correct += int(result.label == frame.label)
 
@@ -448,15 +494,7 @@ def _summary(
     spec = settings.pipeline
     e2e, stages = tally.run_summary()
     labels = Counter(f.label for f in report.frames.values())
-    by_group: dict[str, list[int]] = {}
-    for result in tally.results:
-        frame = report.frames.get(result.id)
-        if frame is None:
-            continue
-        group = frame.label if frame.label.startswith("_") else "keywords"
-        hits = by_group.setdefault(group, [0, 0])
-        hits[0] += int(result.label == frame.label)
-        hits[1] += 1
+    by_group = _accuracy_by_group(report, tally)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items())) or "-"
     late_why = _reasons(tally, "late")
     dlq_why = _reasons(tally, "dlq")
@@ -471,12 +509,15 @@ def _summary(
         f"  accounted for      {outcome.accounted:>7} / {outcome.sent}"
         + (f"   ({tally.duplicates} duplicate records ignored)" if tally.duplicates else ""),
         f"  accuracy           {_pct(outcome.correct, outcome.scored)}   ({outcome.correct}/{outcome.scored} "
-        f"results right; {report.clips} real clips, {len(labels)} classes sent)",
+        f"results right; {report.clips} real labelled frames, {len(labels)} classes sent)",
     ]
-    for group in ("keywords", "_unknown_", "_background_"):
-        if group in by_group:
-            right, scored = by_group[group]
-            lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
+    for group, (right, scored) in by_group.items():
+        lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
+    if outcome.events is not None:
+        lines.append(
+            "    (streamed windows: a keyword wholly inside, or no word at all; partial ones unscored)"
+        )
+        lines += outcome.events.summary()
     lines += [
         "",
         f"  {'latency ms':<22}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'budget':>9}{'count':>8}",
@@ -497,6 +538,23 @@ def _summary(
     else:
         lines.append("OK: every frame sent is accounted for; workers stopped cleanly.")
     return "\n".join(lines)
+
+
+def _accuracy_by_group(report: SendReport, tally: Tally) -> dict[str, tuple[int, int]]:
+    """(right, scored) per group: `_x_` labels (unknown, background) apart, every other label
+    together as the pipeline's named classes; empty when there is only that one group."""
+    hits: dict[str, list[int]] = {}
+    for result in tally.results:
+        frame = report.frames.get(result.id)
+        if frame is None or frame.label == PARTIAL:
+            continue
+        group = frame.label if frame.label.startswith("_") else "named classes"
+        counts = hits.setdefault(group, [0, 0])
+        counts[0] += int(result.label == frame.label)
+        counts[1] += 1
+    if len(hits) < 2:
+        return {}
+    return {g: (r, n) for g, (r, n) in sorted(hits.items(), key=lambda kv: kv[0].startswith("_"))}
 
 
 def _reasons(tally: Tally, kind: str) -> str:
@@ -544,6 +602,7 @@ def _write_report(tally: Tally, run_dir: Path, out: TextIO) -> list[Path]:
 def register_cli(subparsers: Any) -> None:
     """`ontime demo`."""
     demo = subparsers.add_parser("demo", help="broker, topics, three stage workers, a fleet, a live view")
+    demo.add_argument("--pipeline", dest="verb_pipeline", default=None, help="pipeline name or YAML path")
     demo.add_argument("--devices", type=int, default=8, help="simulated devices (default 8)")
     demo.add_argument("--rate", type=float, default=2.0, help="frames per second per device (default 2)")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds the fleet sends (default 30)")
@@ -554,6 +613,12 @@ def register_cli(subparsers: Any) -> None:
     demo.add_argument(
         "--drain-timeout", type=float, default=30.0, help="seconds to wait for the last results"
     )
+    demo.add_argument(
+        "--stream", action="store_true", help="streaming devices with keywords + `ontime aggregate`: events"
+    )
+    demo.add_argument(
+        "--hop-ms", type=int, default=250, help="with --stream: ms between frames (default 250)"
+    )
     view = demo.add_mutually_exclusive_group()
     view.add_argument("--live", dest="live", action="store_true", default=None, help="redraw in place")
     view.add_argument("--no-live", dest="live", action="store_false", help="one line every few seconds")
@@ -561,14 +626,15 @@ def register_cli(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    pipeline = getattr(args, "verb_pipeline", None) or getattr(args, "pipeline", None)
     loader = getattr(args, "load_settings", None)
-    settings = loader() if callable(loader) else load_settings(getattr(args, "pipeline", None))
+    settings = loader(pipeline) if callable(loader) else load_settings(pipeline)
     if args.devices < 1 or args.rate <= 0 or args.duration <= 0:
         print("demo: --devices, --rate and --duration must be positive", file=sys.stderr)
         return 2
     options = DemoOptions(
         devices=args.devices,
-        rate=args.rate,
+        rate=1000.0 / args.hop_ms if args.stream else args.rate,
         duration_s=args.duration,
         seed=args.seed,
         keep_broker=args.keep_broker,
@@ -576,6 +642,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         drain_timeout_s=args.drain_timeout,
         live=args.live,
+        stream=args.stream,
+        hop_ms=args.hop_ms,
         # `ontime --set k=v demo` must mean the same settings for the workers as for the demo.
         worker_flags=_worker_flags(args),
     )

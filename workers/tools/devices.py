@@ -1,11 +1,13 @@
-"""A simulated fleet of devices that publish real recordings to `P.raw`, as microphones would.
+"""A simulated fleet of devices that publish real labelled frames to `P.raw`, as real ones would.
 
-Each device (Kafka key `mic-0001`, `mic-0002`, …) sends one frame every 1/rate seconds: the
-device's own bytes (s16le PCM, exactly what the pipeline's frame spec declares) with the
-DESIGN.md headers. Frames follow an absolute schedule — device d's k-th frame at
+The pipeline's YAML names what its devices send (`devices.source`: microphone clips as s16le
+PCM for acoustic, Fashion-MNIST test images as PNG for vision) and their key prefix. Each device
+(Kafka key `mic-0001`, `cam-0002`, …) sends one frame every 1/rate seconds: the device's own
+bytes, checked once against the pipeline's frame decoder, with the contract's headers.
+Frames follow an absolute schedule — device d's k-th frame at
 k/rate + d/(devices·rate) seconds after the start — so a slow send is caught up, never
 accumulated as drift, and devices are spread evenly over each period. Clips cycle through the
-pipeline's real labelled recordings in an order fixed by the seed, so a run can be repeated and
+pipeline's real labelled frames in an order fixed by the seed, so a run can be repeated and
 its accuracy computed from the id → label map it reports.
 """
 
@@ -28,8 +30,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from workers.config.settings import OntimeSettings, load_settings
-from workers.errors import BrokerError, ConfigError
+from workers.config.spec import PipelineSpec
+from workers.errors import BrokerError, ConfigError, PoisonMessage
 from workers.messages import headers as h
+from workers.messages.codec import ContentType
+from workers.messages.frames import load_decoder
 
 __all__ = [
     "DEVICE_PREFIX",
@@ -38,7 +43,9 @@ __all__ = [
     "Send",
     "SendReport",
     "SentFrame",
+    "check_payloads",
     "device_ids",
+    "frame_file_name",
     "frame_headers",
     "kcat_example",
     "load_clips",
@@ -46,23 +53,23 @@ __all__ = [
     "schedule",
 ]
 
-DEVICE_PREFIX = "mic-"
+DEVICE_PREFIX = "dev-"  # when the pipeline declares no `devices.key_prefix`
 
 
 class LabelledClip(Protocol):
-    """What a pipeline's `recordings.real_clips()` returns: a label and int16 samples."""
+    """What a pipeline's `devices.source(split)` returns: a known label and the device's bytes."""
 
     @property
     def label(self) -> str: ...
     @property
-    def pcm(self) -> Any: ...
+    def payload(self) -> bytes: ...
     @property
     def source(self) -> str: ...
 
 
-def device_ids(count: int) -> list[str]:
+def device_ids(count: int, prefix: str = DEVICE_PREFIX) -> list[str]:
     """`mic-0001` … : the Kafka key of each simulated device."""
-    return [f"{DEVICE_PREFIX}{i:04d}" for i in range(1, count + 1)]
+    return [f"{prefix}{i:04d}" for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +119,40 @@ def frame_headers(
     return out
 
 
-def load_clips(pipeline: str, split: str = "eval") -> list[LabelledClip]:
-    """The pipeline's real labelled recordings (`pipelines/<name>/recordings.py: real_clips`)."""
+def load_clips(spec: PipelineSpec, split: str = "eval") -> list[LabelledClip]:
+    """The pipeline's real labelled frames, from the `devices.source` its YAML names."""
+    if spec.devices is None:
+        raise ConfigError(f"pipeline {spec.name!r} declares no devices.source to simulate devices with")
+    module_name, _, attr = spec.devices.source.partition(":")
     try:
-        module = importlib.import_module(f"pipelines.{pipeline}.recordings")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"pipeline {pipeline!r} has no recordings module to simulate devices with") from exc
+        source = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"pipeline.devices.source {spec.devices.source!r}: {exc}") from exc
     try:
-        clips: list[LabelledClip] = module.real_clips(split)
-    except RuntimeError as exc:  # RecordingsMissing: names the Debian package to install
+        clips: list[LabelledClip] = source(split)
+    except RuntimeError as exc:  # RecordingsMissing / DatasetMissing: names the Debian package
         raise ConfigError(str(exc)) from None
     if not clips:
-        raise ConfigError(f"pipeline {pipeline!r} returned no recordings for split {split!r}")
+        raise ConfigError(f"pipeline {spec.name!r} returned no frames for split {split!r}")
     return clips
+
+
+def check_payloads(spec: PipelineSpec, clips: Sequence[LabelledClip]) -> list[bytes]:
+    """Every clip's payload, each checked once with the pipeline's own frame decoder.
+
+    A source whose frames the pipeline would dead-letter is a configuration error, caught
+    before a single frame is sent.
+    """
+    decode = load_decoder(spec.frame)
+    payloads = []
+    for clip in clips:
+        payload = clip.payload
+        try:
+            decode(payload, spec.frame.content_type)
+        except PoisonMessage as exc:
+            raise ConfigError(f"frame {clip.source} would go to {spec.topics.dlq}: {exc}") from None
+        payloads.append(payload)
+    return payloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +199,7 @@ class SendReport:
         target = self.devices * self.rate
         lines = [
             f"fleet: {self.devices} devices × {self.rate:g} frames/s → {self.topic} "
-            f"({self.clips} real clips, cycling)",
+            f"({self.clips} real labelled frames, cycling)",
             f"  sent       {self.sent:>7}   in {self.elapsed_s:.1f} s = {self.achieved_rate:.2f} frames/s "
             f"(target {target:.2f})",
             f"  delivered  {self.delivered:>7}   (acks=all, idempotent)",
@@ -207,29 +235,21 @@ class Fleet:
     ) -> None:
         spec = settings.pipeline
         self.settings = settings
-        self.devices = device_ids(devices)
+        prefix = spec.devices.key_prefix if spec.devices is not None else DEVICE_PREFIX
+        self.devices = device_ids(devices, prefix)
         self.rate = rate
         self.topic = topic or spec.topics.raw
         self.content_type = spec.frame.content_type
         self.budget_ms: float | None = spec.budget_ms if deadline else None
-        loaded = list(clips) if clips is not None else load_clips(spec.name)
+        loaded = list(clips) if clips is not None else load_clips(spec)
         order = list(range(len(loaded)))
         random.Random(seed).shuffle(order)
         self._clips = [loaded[i] for i in order]
-        self._payloads = [self._payload(c, spec.frame.samples) for c in self._clips]
+        self._payloads = check_payloads(spec, self._clips)
         self._stop = threading.Event()
         self.sent = 0
         self.delivered = 0
         self.failed = 0
-
-    @staticmethod
-    def _payload(clip: LabelledClip, samples: int) -> bytes:
-        import numpy as np
-
-        pcm = np.asarray(clip.pcm)
-        if pcm.shape != (samples,):
-            raise ConfigError(f"clip {clip.source} has shape {pcm.shape}; the pipeline takes ({samples},)")
-        return np.ascontiguousarray(pcm, dtype="<i2").tobytes()
 
     def producer_config(self) -> dict[str, str]:
         conf = self.settings.kafka.as_librdkafka_dict()
@@ -338,18 +358,26 @@ class Fleet:
                 producer.poll(0.1)
 
 
-def kcat_example(settings: OntimeSettings, frame_file: str = "frame.pcm", device: str = "mic-0001") -> str:
+def frame_file_name(content_type: str) -> str:
+    """`frame.pcm`, `frame.png`, … : a file name for one frame of this content type."""
+    mime = ContentType.parse(content_type).mime
+    ext = {"audio/pcm": "pcm", "image/png": "png", "image/jpeg": "jpg"}.get(mime, "bin")
+    return f"frame.{ext}"
+
+
+def kcat_example(settings: OntimeSettings, frame_file: str | None = None, device: str | None = None) -> str:
     """The shell command one real device would run to publish one frame with kcat."""
     spec = settings.pipeline
+    prefix = spec.devices.key_prefix if spec.devices is not None else DEVICE_PREFIX
     parts = [
         "kcat -P",
         f"-b {settings.kafka.bootstrap_servers}",
         f"-t {spec.topics.raw}",
-        f"-k {device}",
+        f"-k {device or device_ids(1, prefix)[0]}",
         "-H ontime-id=$(cat /proc/sys/kernel/random/uuid)",
         "-H ontime-captured-ms=$(date +%s%3N)",
         f"-H {shlex.quote(h.CONTENT_TYPE + '=' + spec.frame.content_type)}",
-        shlex.quote(frame_file),
+        shlex.quote(frame_file or frame_file_name(spec.frame.content_type)),
     ]
     return " \\\n  ".join(parts)
 
@@ -357,10 +385,11 @@ def kcat_example(settings: OntimeSettings, frame_file: str = "frame.pcm", device
 # -- CLI ----------------------------------------------------------------------------------------
 def register_cli(subparsers: Any) -> None:
     """`ontime devices simulate|kcat`."""
-    parser = subparsers.add_parser("devices", help="simulated device fleet that publishes real recordings")
+    parser = subparsers.add_parser("devices", help="simulated devices that publish real labelled frames")
     verbs = parser.add_subparsers(dest="devices_verb", required=True, metavar="VERB")
 
-    sim = verbs.add_parser("simulate", help="publish real clips as N devices at R frames/s each")
+    sim = verbs.add_parser("simulate", help="publish real labelled frames as N devices at R frames/s each")
+    sim.add_argument("--pipeline", dest="verb_pipeline", default=None, help="pipeline name or YAML path")
     sim.add_argument("--devices", type=int, default=4, help="number of devices (default 4)")
     sim.add_argument("--rate", type=float, default=1.0, help="frames per second per device (default 1)")
     bound = sim.add_mutually_exclusive_group()
@@ -370,24 +399,36 @@ def register_cli(subparsers: Any) -> None:
     sim.add_argument("--no-deadline", action="store_true", help="omit ontime-deadline-ms (stage 1 stamps it)")
     sim.add_argument("--topic", default=None, help="topic to publish to (default: the pipeline's raw topic)")
     sim.add_argument("--labels-out", type=Path, default=None, help="write id→label JSON lines here")
+    from workers.tools.stream import add_stream_args
+
+    add_stream_args(sim)
     sim.set_defaults(func=_cmd_simulate)
 
-    kcat = verbs.add_parser("kcat", help="write one real clip to a file and print the kcat command")
-    kcat.add_argument("--out", type=Path, default=Path("frame.pcm"), help="where to write the clip")
+    kcat = verbs.add_parser("kcat", help="write one real frame to a file and print the kcat command")
+    kcat.add_argument("--pipeline", dest="verb_pipeline", default=None, help="pipeline name or YAML path")
+    kcat.add_argument(
+        "--out", type=Path, default=None, help="where to write it (default frame.pcm, frame.png)"
+    )
     kcat.add_argument("--label", default=None, help="pick a clip with this label (default: the first)")
     kcat.set_defaults(func=_cmd_kcat)
 
 
 def _settings(args: argparse.Namespace) -> OntimeSettings:
+    """Settings with the global flags; `--pipeline` after the verb beats the one before it."""
+    pipeline = getattr(args, "verb_pipeline", None) or getattr(args, "pipeline", None)
     loader = getattr(args, "load_settings", None)  # set by workers.cli.main (global flags applied)
     if callable(loader):
-        settings: OntimeSettings = loader()
+        settings: OntimeSettings = loader(pipeline)
         return settings
-    return load_settings(getattr(args, "pipeline", None))
+    return load_settings(pipeline)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if getattr(args, "stream", False):
+        from workers.tools.stream import run_stream_cli
+
+        return run_stream_cli(args, settings)
     if args.devices < 1 or args.rate <= 0 or (args.frames is not None and args.frames < 1):
         print("devices simulate: --devices, --rate and --frames must be positive", file=sys.stderr)
         return 2
@@ -416,13 +457,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_kcat(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    clips = load_clips(settings.pipeline.name)
+    clips = load_clips(settings.pipeline)
     chosen = next((c for c in clips if args.label in (None, c.label)), None)
     if chosen is None:
         print(f"no clip labelled {args.label!r}", file=sys.stderr)
         return 2
-    args.out.write_bytes(Fleet._payload(chosen, settings.pipeline.frame.samples))
     content_type = settings.pipeline.frame.content_type
-    print(f"# {args.out}: one real clip ({chosen.label!r}, {chosen.source}), {content_type}")
-    print(kcat_example(settings, str(args.out)))
+    out: Path = args.out or Path(frame_file_name(content_type))
+    out.write_bytes(check_payloads(settings.pipeline, [chosen])[0])
+    print(f"# {out}: one real frame ({chosen.label!r}, {chosen.source}), {content_type}")
+    print(kcat_example(settings, str(out)))
     return 0

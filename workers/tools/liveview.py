@@ -239,9 +239,10 @@ class LiveView:
         self._drawn = 0
         self._last_line = -math.inf
 
-    def show(self, snap: Snapshot, status: str = "") -> None:
+    def show(self, snap: Snapshot, status: str = "", extra: list[str] | None = None) -> None:
+        """Redraw (terminal: with `extra` lines below) or print one line every few seconds."""
         if self.tty:
-            lines = self.render(snap, status)
+            lines = self.render(snap, status) + (extra or [])
             up = f"\x1b[{self._drawn}F" if self._drawn else ""
             self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
             self._drawn = len(lines)

@@ -25,7 +25,9 @@ from .augment import NoiseBank
 from .data import FeatureSet, clips_set, synthetic_set
 from .evaluate import EVAL_SETS, evaluate_onnx, onnx_logits, real_sets, score
 from .export import build_postprocess, expected_calibration_error, export_classifier, fit_temperature
-from .features import FeatureExtractor, build_features_model
+from .features import FeatureExtractor
+from .frontend import ROLES as FRONT_END_ROLES
+from .frontend import card_front_ends, write_graphs
 from .gate import GATE_LABELS, GATE_WIDTHS, MAX_FALSE_EXIT, choose_threshold, gate_targets, new_gate
 from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
@@ -60,10 +62,10 @@ class Build:
         self.quick = quick
         self.work = out_dir / "_work"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.features_path = out_dir / "features" / "model.onnx"
-        self.features_path.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(build_features_model(), str(self.features_path))
-        self.fe = FeatureExtractor(self.features_path)
+        # Training features come from the reference STFT graph, so the committed classifiers
+        # rebuild bit for bit; the served GEMM graph matches it within frontend.TOLERANCE.
+        _, reference = write_graphs(out_dir)
+        self.fe = FeatureExtractor(reference)
         self.sets: dict[str, FeatureSet] = {}
         self.accuracy: dict[str, dict[str, Interval]] = {}
 
@@ -116,18 +118,6 @@ class Build:
         write_card(card, path.parent)
 
     # -- variants --------------------------------------------------------------------------
-    def features_card(self) -> None:
-        latency = measure_latency(self.features_path, self.latency_inputs("pcm"), threads=LATENCY_THREADS)
-        card = assemble_card(
-            self.features_path,
-            name="acoustic-features",
-            version=VERSION,
-            latency=latency,
-            lineage=Lineage(notes="hand-built ONNX graph, no training"),
-            notes=[build_features_model().doc_string, "opset 17 STFT + MelWeightMatrix; deterministic"],
-        )
-        write_card(card, self.features_path.parent)
-
     def baseline(self) -> KwsTcn:
         """The synthetic-only classifier: same shape as the student, no teacher."""
         _log("training the synthetic-only baseline classifier")
@@ -475,7 +465,7 @@ def mark_serving(out_dir: Path) -> dict[str, str]:
         return best
 
     roles = {
-        "features": "preprocess",
+        **FRONT_END_ROLES,
         "postprocess": "postprocess",
         "gate": "optional early exit before infer",
     }
@@ -516,7 +506,6 @@ def build(out_dir: Path, quick: bool = False) -> None:
     started = time.time()
     b = Build(out_dir, quick)
     b.data()
-    b.features_card()
     b.baseline()
     served = out_dir / "classifier" / "model.onnx"
     if not quick:
@@ -529,6 +518,7 @@ def build(out_dir: Path, quick: bool = False) -> None:
         b.compressed_cards(student, pruned, paths)
         b.gate()
         served = path_s
+    card_front_ends(out_dir)
     b.postprocess(served)
     _log(f"serving: {mark_serving(out_dir)}")
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}

@@ -1,7 +1,9 @@
-"""The log-mel front end as a pure ONNX graph (opset 17 STFT + MelWeightMatrix).
+"""The reference log-mel front end as a pure ONNX graph (opset 17 STFT + MelWeightMatrix).
 
-Training computes its features by running this very graph in onnxruntime, so what the preprocess
-stage serves and what the classifier learned from are the same numbers.
+Training computes its features by running this very graph in onnxruntime (committed as
+`acoustic/features-stft`), so the committed classifiers learned from exactly these numbers. The
+preprocess stage serves the faster GEMM formulation (`features_gemm.py`, `acoustic/features`),
+checked against this graph within a stated tolerance.
 """
 
 from __future__ import annotations
@@ -12,25 +14,43 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SAMPLE_RATE = 16_000
-CLIP_SAMPLES = 16_000
-N_FFT = 512
-WIN_LENGTH = 400  # 25 ms
-HOP = 160  # 10 ms
-N_MELS = 40
-N_FRAMES = 1 + CLIP_SAMPLES // HOP  # 101, with n_fft/2 zero padding on both sides
-F_MIN, F_MAX = 20.0, 7600.0
-LOG_FLOOR = 1e-6
+from pipelines.acoustic.logmel import (
+    CLIP_SAMPLES,
+    F_MAX,
+    F_MIN,
+    HOP,
+    LOG_FLOOR,
+    N_FFT,
+    N_FRAMES,
+    N_MELS,
+    SAMPLE_RATE,
+    WIN_LENGTH,
+    hann_window,
+)
+
+__all__ = [
+    "CLIP_SAMPLES",
+    "F_MAX",
+    "F_MIN",
+    "HOP",
+    "LOG_FLOOR",
+    "N_FFT",
+    "N_FRAMES",
+    "N_MELS",
+    "OPSET",
+    "SAMPLE_RATE",
+    "WIN_LENGTH",
+    "FeatureExtractor",
+    "build_features_model",
+    "write_features_model",
+]
+
 OPSET = 17
 
 
 def _window() -> np.ndarray:
     """Periodic Hann of 25 ms, centred in the 512-point DFT frame."""
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
-    out = np.zeros(N_FFT, dtype=np.float32)
-    left = (N_FFT - WIN_LENGTH) // 2
-    out[left : left + WIN_LENGTH] = hann
-    return out
+    return hann_window()
 
 
 def build_features_model() -> onnx.ModelProto:

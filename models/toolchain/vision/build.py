@@ -20,13 +20,14 @@ import torch
 
 from models.toolchain import latency, prune, quantize
 from models.toolchain.export import export_onnx
-from models.toolchain.vision import data, nets, train
+from models.toolchain.vision import data, graphs, nets, train
 from models.toolchain.vision.variants import INPUT, OUTPUT, SPEED_MARGIN, Variant, measure, onnx_accuracy
 from schemas.card import Lineage, ModelCard
 
 SEED = 20261124
 TORCH_THREADS = 1
 TEMPERATURE, ALPHA = 4.0, 0.7
+GRAPHS = ("preprocess", "postprocess")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ def build(out_dir: Path, quick: bool = False) -> None:
     ]
     log("measuring every variant (onnxruntime, 1 intra-op thread)")
     measure(out_dir, variants, {test_set: (x_test, y_test)}, x_test[:64], log=log)
+    log("preprocess and postprocess graphs (hand-built ONNX)")
+    graphs.write(out_dir)
     log(f"vision build done in {time.perf_counter() - started:.0f} s")
 
 
@@ -182,8 +185,11 @@ def evaluate(out_dir: Path) -> None:
     x_test, y_test = data.load("test")
     variants = []
     for card_path in sorted(out_dir.glob("*/card.json")):
+        if card_path.parent.name in GRAPHS:
+            continue  # no accuracy of their own: rewritten (same bytes) by graphs.write below
         card = ModelCard.load(card_path.parent)
         notes = [n for n in card.notes if not n.startswith("INT8 is ")]
         extra = {k: v for k, v in (card.model_extra or {}).items() if k not in ("serving", "preprocessing")}
         variants.append(Variant(card_path.parent.name, card.lineage, notes, extra))
     measure(out_dir, variants, {"test": (x_test, y_test)}, x_test[:64], log=log)
+    graphs.write(out_dir)

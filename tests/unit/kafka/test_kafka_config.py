@@ -61,3 +61,23 @@ def test_librdkafka_accepts_every_key(protocol: str) -> None:
     settings = _settings(group_protocol=protocol)
     Consumer(consumer_config(settings, "infer")).close()
     Producer(producer_config(settings, "infer"))
+
+
+def test_static_membership_is_off_unless_an_instance_id_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "group.instance.id" not in consumer_config(_settings(), "infer")
+    monkeypatch.setenv("ONTIME_KAFKA__GROUP_INSTANCE_ID", "ontime-infer-7d9f-abcde")
+    settings = _settings()
+    assert consumer_config(settings, "infer")["group.instance.id"] == "ontime-infer-7d9f-abcde"
+    assert "group.instance.id" not in producer_config(settings, "infer")
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_librdkafka_accepts_a_static_member(protocol: str) -> None:
+    settings = _settings(group_protocol=protocol, group_instance_id="ontime-infer-0")
+    Consumer(consumer_config(settings, "infer")).close()
+
+
+def test_the_static_member_id_names_the_replica_for_transactions() -> None:
+    from workers.kafka.clients import replica_id
+
+    assert replica_id(_settings(group_instance_id="ontime-infer-7d9f-abcde")) == "ontime-infer-7d9f-abcde"

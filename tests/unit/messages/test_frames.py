@@ -1,44 +1,61 @@
+"""The runtime's frame hook: it loads the decoder a pipeline names and knows no format itself."""
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from pipelines.vision import png
+from workers.config.settings import load_settings
 from workers.config.spec import FrameSpec
-from workers.errors import BadContentType, BadSamples, BadShape
-from workers.messages.frames import decode_pcm
-
-SPEC = FrameSpec()
-S16 = "audio/pcm;format=s16le;rate=16000;channels=1"
-F32 = "audio/pcm;format=f32le;rate=16000;channels=1"
+from workers.errors import BadContentType, BadShape, ConfigError
+from workers.messages.frames import expect_mime, load_decoder
 
 
-def test_s16le_frame_scales_to_unit_range() -> None:
-    pcm = np.full(16000, -32768, dtype="<i2")
-    samples = decode_pcm(pcm.tobytes(), S16, SPEC)
-    assert samples.dtype == np.float32
-    assert samples.shape == (16000,)
-    assert samples.min() == -1.0
-
-
-def test_f32le_frame_is_accepted_when_finite() -> None:
-    pcm = np.linspace(-1, 1, 16000, dtype="<f4")
-    np.testing.assert_array_equal(decode_pcm(pcm.tobytes(), F32, SPEC), pcm)
+def test_decoder_reference_must_be_module_colon_function() -> None:
+    with pytest.raises(ValidationError):
+        FrameSpec(content_type="image/png", decoder="pipelines.vision.frames.decoder")
 
 
 @pytest.mark.parametrize(
-    ("payload", "content_type", "error"),
+    ("ref", "message"),
     [
-        (b"", S16, BadShape),
-        (b"\x01" * 31999, S16, BadShape),
-        (b"\x01" * 32000, "audio/pcm;format=s16le;rate=8000;channels=1", BadContentType),
-        (b"\x01" * 64000, "audio/pcm;format=s16le;rate=16000;channels=2", BadContentType),
-        (b"\x01" * 32000, "image/jpeg", BadContentType),
-        (b"\x01" * 32000, "audio/pcm;format=mulaw;rate=16000;channels=1", BadContentType),
-        (np.full(16000, np.nan, dtype="<f4").tobytes(), F32, BadSamples),
-        (np.full(16000, np.inf, dtype="<f4").tobytes(), F32, BadSamples),
-        (np.full(16000, 3.0, dtype="<f4").tobytes(), F32, BadSamples),
+        ("pipelines.nowhere.frames:decoder", "cannot import"),
+        ("pipelines.vision.frames:no_such_factory", "has no function"),
     ],
 )
-def test_frames_that_do_not_match_are_poison(
-    payload: bytes, content_type: str, error: type[Exception]
-) -> None:
-    with pytest.raises(error):
-        decode_pcm(payload, content_type, SPEC)
+def test_unknown_decoder_fails_at_start_naming_the_field(ref: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_decoder(FrameSpec(content_type="image/png", decoder=ref))
+    assert "pipeline.frame.decoder" in str(caught.value)
+
+
+def test_bad_params_fail_at_start_naming_the_field() -> None:
+    frame = FrameSpec(
+        content_type="image/png", decoder="pipelines.vision.frames:decoder", params={"width": 28}
+    )
+    with pytest.raises(ConfigError, match=r"pipeline\.frame\.params: height"):
+        load_decoder(frame)
+
+
+def test_expect_mime_compares_only_the_type() -> None:
+    frame = FrameSpec(content_type="image/png", decoder="pipelines.vision.frames:decoder")
+    assert expect_mime("image/png;note=x", frame).params == {"note": "x"}
+    with pytest.raises(BadContentType, match="expected image/png, got image/jpeg"):
+        expect_mime("image/jpeg", frame)
+    with pytest.raises(BadContentType, match="missing"):
+        expect_mime(None, frame)
+
+
+def test_params_overridden_from_text_keep_their_number_type() -> None:
+    settings = load_settings(
+        "vision", {"pipeline": {"frame": {"params": {"width": "32", "convert": "gray"}}}}
+    )
+    assert settings.pipeline.frame.params == {
+        "width": 32,
+        "height": 28,
+        "max_bytes": 65536,
+        "convert": "gray",
+    }
+    decode = load_decoder(settings.pipeline.frame)
+    with pytest.raises(BadShape, match="the pipeline takes 32×28"):
+        decode(png.encode(np.zeros((28, 28), np.uint8)), "image/png")

@@ -19,7 +19,8 @@ from schemas.card import ModelCard, sha256_of
 
 ACOUSTIC = MODELS_DIR / "acoustic"
 VARIANTS = sorted(p.parent.name for p in ACOUSTIC.glob("*/card.json"))
-FRONT_END = {"features", "postprocess", "gate"}
+FRONT_END = {"features", "features-stft", "postprocess", "gate"}
+LOG_MEL = {"features", "features-stft"}
 CLASSIFIERS = [v for v in VARIANTS if v not in FRONT_END]
 N_CLASSES = len(recordings.LABELS)
 # Generous floors (keywords, whole eval split): a model that guesses scores ~1/17 on keywords and
@@ -51,7 +52,7 @@ def test_card_matches_the_file(variant: str) -> None:
     assert card.name == f"acoustic-{variant}"
     if variant == "gate":
         assert card.labels == ["_speech_", "_background_"]
-    elif variant != "features":
+    elif variant not in LOG_MEL:
         assert card.labels == list(recordings.LABELS)
     assert [s.batch for s in card.latency] == [1, 8, 32]
 
@@ -63,7 +64,7 @@ def test_model_has_the_declared_tensors(variant: str) -> None:
     assert [(i.name, i.shape) for i in sess.get_inputs()] == [(t.name, t.shape) for t in card.inputs]
     assert [(o.name, o.shape) for o in sess.get_outputs()] == [(t.name, t.shape) for t in card.outputs]
     declared = {t.name: t.dtype for t in card.outputs}
-    if variant == "features":
+    if variant in LOG_MEL:
         feed = {"pcm": np.zeros((3, 16_000), np.float32)}
         expected = {"features": (3, 40, 101)}
     elif variant == "gate":
@@ -81,8 +82,9 @@ def test_model_has_the_declared_tensors(variant: str) -> None:
         assert value.dtype == np.dtype(declared[name])
 
 
-def test_features_are_deterministic_and_put_a_tone_in_the_right_mel_bin() -> None:
-    sess = session("features")
+@pytest.mark.parametrize("variant", sorted(LOG_MEL))
+def test_features_are_deterministic_and_put_a_tone_in_the_right_mel_bin(variant: str) -> None:
+    sess = session(variant)
     t = np.arange(16_000) / 16_000
     tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)[None]
     first = sess.run(["features"], {"pcm": tone})[0]

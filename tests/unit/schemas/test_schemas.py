@@ -57,3 +57,23 @@ def test_error_record_reads_the_design_headers() -> None:
         41,
     )
     assert record.deadline_ms == 17
+
+
+def test_event_schema_round_trips() -> None:
+    from schemas import Event
+
+    event = Event(
+        id="mic-1@1000",
+        pipeline="acoustic",
+        device="mic-1",
+        keyword="six",
+        start_ms=1000,
+        end_ms=1500,
+        score=0.9,
+        frames=["f1", "f2"],
+        emitted_ms=1700,
+        latency_ms=200,
+    )
+    assert Event.model_validate_json(event.model_dump_json()) == event
+    with pytest.raises(ValidationError):
+        Event.model_validate({**event.model_dump(), "score": 1.5})

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.vision import png
 from workers.config.settings import load_settings
+from workers.errors import ConfigError
 from workers.messages import headers as h
 from workers.tools.devices import (
     Fleet,
     SendReport,
     SentFrame,
     device_ids,
+    frame_file_name,
     frame_headers,
     kcat_example,
     schedule,
@@ -32,10 +35,28 @@ class FakeClip:
     pcm: np.ndarray
     source: str
 
+    @property
+    def payload(self) -> bytes:
+        return np.ascontiguousarray(self.pcm, dtype="<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class FakeImage:
+    label: str
+    payload: bytes
+    source: str
+
 
 def test_device_ids_are_zero_padded_keys() -> None:
-    assert device_ids(3) == ["mic-0001", "mic-0002", "mic-0003"]
-    assert device_ids(12)[-1] == "mic-0012"
+    assert device_ids(3, "mic-") == ["mic-0001", "mic-0002", "mic-0003"]
+    assert device_ids(12, "cam-")[-1] == "cam-0012"
+
+
+def test_fleet_keys_carry_the_pipelines_device_prefix() -> None:
+    assert Fleet(load_settings("acoustic"), 2, 1.0, clips=_clips(1)).devices == ["mic-0001", "mic-0002"]
+    vision = load_settings("vision")
+    image = FakeImage("bag", png.encode(np.zeros((28, 28), np.uint8)), "zeros")
+    assert Fleet(vision, 1, 1.0, clips=[image]).devices == ["cam-0001"]
 
 
 def test_schedule_is_absolute_and_staggered() -> None:
@@ -97,8 +118,17 @@ def test_fleet_payload_is_s16le_of_the_declared_length() -> None:
     fleet = Fleet(settings, 1, 1.0, clips=_clips(2))
     assert all(len(p) == 32000 for p in fleet._payloads)
     assert np.frombuffer(fleet._payloads[0], dtype="<i2")[0] in (0, 1)
-    with pytest.raises(Exception, match="shape"):
+    with pytest.raises(ConfigError, match=r"would go to acoustic\.dlq: frame has 200 bytes"):
         Fleet(settings, 1, 1.0, clips=[FakeClip("x", np.zeros(100, dtype=np.int16), "short")])
+
+
+def test_fleet_refuses_images_the_vision_pipeline_would_dead_letter() -> None:
+    settings = load_settings("vision")
+    good = FakeImage("bag", png.encode(np.zeros((28, 28), np.uint8)), "ok")
+    assert Fleet(settings, 1, 1.0, clips=[good])._payloads == [good.payload]
+    rgb = FakeImage("bag", png.encode(np.zeros((28, 28, 3), np.uint8)), "colour")
+    with pytest.raises(ConfigError, match=r"would go to vision\.dlq: image has 3 channels"):
+        Fleet(settings, 1, 1.0, clips=[rgb])
 
 
 def test_fleet_producer_is_idempotent_with_acks_all() -> None:
@@ -127,3 +157,31 @@ def test_kcat_example_names_topic_key_and_headers() -> None:
     assert words[words.index("-k") + 1] == "mic-0001"
     assert "ontime-content-type=audio/pcm;format=s16le;rate=16000;channels=1" in words
     assert words[-1] == "frame.pcm"
+
+
+def test_kcat_example_for_cameras_sends_a_png() -> None:
+    words = shlex.split(kcat_example(load_settings("vision")).replace("\\\n", " "))
+    assert words[words.index("-t") + 1] == "vision.raw"
+    assert words[words.index("-k") + 1] == "cam-0001"
+    assert "ontime-content-type=image/png" in words
+    assert words[-1] == frame_file_name("image/png") == "frame.png"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["devices", "simulate", "--pipeline", "vision"],
+        ["--pipeline", "vision", "devices", "simulate"],
+        ["--pipeline", "acoustic", "devices", "kcat", "--pipeline", "vision"],
+        ["demo", "--pipeline", "vision"],
+    ],
+)
+def test_pipeline_flag_works_before_or_after_the_verb(argv: list[str]) -> None:
+    from functools import partial
+
+    from workers.cli.main import build_parser, settings_from_args
+    from workers.tools.devices import _settings
+
+    args = build_parser().parse_args(argv)
+    args.load_settings = partial(settings_from_args, args)
+    assert _settings(args).pipeline.name == "vision"

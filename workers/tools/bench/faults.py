@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
 from workers.config.settings import KafkaSettings, OntimeSettings
@@ -44,7 +43,7 @@ from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
 from workers.tools.bench.ledger import Ledger, PipelineReader, Row
 from workers.tools.bench.toxiproxy import Toxiproxy
-from workers.tools.devices import device_ids, frame_headers, load_clips
+from workers.tools.devices import check_payloads, device_ids, frame_headers, load_clips
 
 MODES = {"at-least-once": False, "exactly-once": True}
 PROXY = "kafka"
@@ -461,10 +460,7 @@ def _run_mode(
     budget_ms: float,
     out: TextIO,
 ) -> list[Row]:
-    payloads = [
-        np.ascontiguousarray(np.asarray(c.pcm), dtype="<i2").tobytes()
-        for c in load_clips(settings.pipeline.name)[:64]
-    ]
+    payloads = check_payloads(settings.pipeline, load_clips(settings.pipeline)[:64])
     live = private_pipeline(settings, direct, "faults", budget_ms=budget_ms)
     live = with_exactly_once(live, MODES[mode])
     if rig.cluster is not None:
@@ -477,7 +473,9 @@ def _run_mode(
     rows: list[Row] = []
     try:
         reader.start()
-        rig.workers.start(ready_timeout_s=180)
+        # On the 3-node cluster librdkafka 2.x aborted (rd_kafka_enq_once_del_source_return
+        # assertion) in the group probe of `wait_assigned`; the row waits for results instead.
+        rig.workers.start(ready_timeout_s=180, wait=rig.cluster is None)
         for key in faults:
             out.write(f"{mode}: {FAULTS[key][0]} …\n")
             out.flush()

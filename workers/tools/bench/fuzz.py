@@ -64,15 +64,17 @@ def targets() -> dict[str, Target]:
     """Entry point name → function of fuzzer bytes (imports happen here, under instrumentation)."""
     import atheris
 
-    from workers.config.spec import STAGE_ORDER, FrameSpec
+    from workers.config.settings import load_settings
+    from workers.config.spec import STAGE_ORDER
     from workers.errors import PoisonMessage
     from workers.messages import codec
     from workers.messages import headers as h
     from workers.messages.deadline import stamp
     from workers.messages.envelope import Envelope
-    from workers.messages.frames import decode_pcm
+    from workers.messages.frames import load_decoder
 
-    frame = FrameSpec()
+    frame = load_settings("acoustic").pipeline.frame
+    decode_pcm = load_decoder(frame)  # the acoustic pipeline's own decoder (pipelines/acoustic/frames.py)
     names = [*h.READ, *h.INTERNAL, h.UNREADABLE, "x-other"]
 
     def decode_tensor(data: bytes) -> None:
@@ -95,10 +97,10 @@ def targets() -> dict[str, Target]:
         size = fdp.PickValueInList([32000, 64000]) if body and len(body) % 2 else len(body)
         payload = (body * (size // max(1, len(body)) + 1))[:size]
         try:
-            samples = decode_pcm(payload, content_type, frame)
+            samples = decode_pcm(payload, content_type)
         except PoisonMessage:
             return
-        assert samples.shape == (frame.samples,)
+        assert samples.shape == (frame.params["samples"],)
 
     def parse_stage_ms(data: bytes) -> None:
         text = data.decode("utf-8", "replace")  # bytes map straight to text: dictionary tokens work

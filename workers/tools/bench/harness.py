@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from workers.config.settings import KafkaSettings, OntimeSettings
+from workers.config.settings import OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.errors import OntimeError
 from workers.localkafka.broker import LocalBroker, bootstrap_from_env, default_state_dir
@@ -33,7 +34,8 @@ from workers.tools.processes import spawn_worker
 
 
 def _admin(settings: OntimeSettings) -> AdminClient:
-    conf: dict[str, str | int | float | bool] = {**settings.kafka.as_librdkafka_dict()}
+    # log_level 4: no informational chatter when the client is destroyed.
+    conf: dict[str, str | int | float | bool] = {**settings.kafka.as_librdkafka_dict(), "log_level": 4}
     return AdminClient(conf)
 
 
@@ -66,12 +68,16 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
     data["topics"].update(
-        {k: f"{tag}-{run}.{k}" for k in ("raw", "features", "scores", "results", "late", "dlq", "control")}
+        {
+            k: f"{tag}-{run}.{k}"
+            for k in ("raw", "features", "scores", "results", "late", "dlq", "events", "control")
+        }
     )
     data.update(changes)
     return settings.model_copy(
         update={
-            "kafka": KafkaSettings(bootstrap_servers=bootstrap),
+            # Keep TLS/SASL settings: only the address changes.
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
@@ -85,7 +91,10 @@ def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
     appended = {"message.timestamp.type": "LogAppendTime"}
     new = [
         NewTopic(
-            t, topics.partitions, topics.replication_factor, config=appended if t == topics.results else {}
+            t,
+            topics.config_of(t)[0],
+            topics.replication_factor,
+            config={**topics.config_of(t)[1], **(appended if t == topics.results else {})},
         )
         for t in topics.all()
     ]
@@ -96,7 +105,7 @@ def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
         meta = admin.list_topics(timeout=10).topics
         if all(
             t in meta
-            and len(meta[t].partitions) == topics.partitions
+            and len(meta[t].partitions) == topics.config_of(t)[0]
             and all(p.leader >= 0 for p in meta[t].partitions.values())
             for t in topics.all()
         ):
@@ -113,6 +122,19 @@ def delete_topics(settings: OntimeSettings) -> None:
             future.result(timeout=30)
 
 
+def backlog_rate(arrivals_ms: Sequence[float]) -> float:
+    """Results per second between the 10th and 90th percentile of their arrival times (ms).
+
+    Start-up (processes joining, caches warming) and the tail (the last partition draining alone)
+    do not count: what is left is the rate the processes sustain while they have work.
+    """
+    arrivals = np.sort(np.asarray(arrivals_ms, dtype=np.float64))
+    if arrivals.size < 2:
+        raise BenchError(f"a backlog rate needs at least 2 results, got {arrivals.size}")
+    lo, hi = np.quantile(arrivals, [0.1, 0.9])
+    return float(0.8 * arrivals.size / max(1e-3, (hi - lo) / 1000.0))
+
+
 def wait_assigned(
     settings: OntimeSettings,
     stages: Sequence[str],
@@ -120,9 +142,18 @@ def wait_assigned(
     check: Callable[[], None] | None = None,
 ) -> None:
     """Until each stage's consumer group has a member holding partitions (`check` may raise)."""
+    wait_groups(settings, [settings.pipeline.group_id(s) for s in stages], timeout_s, check)
+
+
+def wait_groups(
+    settings: OntimeSettings,
+    groups: Sequence[str],
+    timeout_s: float = 90.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Until each consumer group has a member holding partitions (`check` may raise)."""
     admin = _admin(settings)
-    spec = settings.pipeline
-    pending = {spec.group_id(s) for s in stages}
+    pending = set(groups)
     give_up = time.monotonic() + timeout_s
     while pending:
         if check is not None:
@@ -145,24 +176,44 @@ class WorkerProcess:
     log: Path
 
 
-class Workers:
-    """One `ontime worker --stage X` process per stage, on the pipeline written to `run_dir`."""
+def write_pipeline(settings: OntimeSettings, run_dir: Path) -> Path:
+    """The (private) pipeline as a YAML file in `run_dir`, for worker and peer processes to read."""
+    spec = settings.pipeline
+    path = run_dir / f"{spec.name}.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    return path
 
-    def __init__(self, settings: OntimeSettings, run_dir: Path) -> None:
+
+class Workers:
+    """`ontime worker --stage X` processes on the pipeline written to `run_dir`.
+
+    `processes` lists each process's `--stage` value: one per stage by default, or
+    `("preprocess,infer,postprocess",)` for the whole chain fused in one process.
+    """
+
+    def __init__(
+        self, settings: OntimeSettings, run_dir: Path, processes: Sequence[str] = STAGE_ORDER
+    ) -> None:
         self.settings = settings
         self.run_dir = run_dir
+        self.processes = tuple(processes)
         self.procs: list[WorkerProcess] = []
         self.pipeline_file = run_dir / f"{settings.pipeline.name}.yaml"
 
-    def start(self, ready_timeout_s: float = 90.0) -> None:
-        spec = self.settings.pipeline
-        self.pipeline_file.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        for stage in STAGE_ORDER:
+    @property
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.procs]
+
+    def start(self, ready_timeout_s: float = 90.0, wait: bool = True) -> None:
+        """Spawn the processes; with `wait`, until every stage's group holds partitions."""
+        self.pipeline_file = write_pipeline(self.settings, self.run_dir)
+        for stage in self.processes:
             self.procs.append(self._spawn(stage))
-        self._wait_ready(ready_timeout_s)
+        if wait:
+            self._wait_ready(ready_timeout_s)
 
     def _spawn(self, stage: str) -> WorkerProcess:
-        log = self.run_dir / f"{self.settings.pipeline.name}-{stage}.log"
+        log = self.run_dir / f"{self.settings.pipeline.name}-{stage.replace(',', '+')}.log"
         proc = spawn_worker(stage, str(self.pipeline_file), self.settings.kafka.bootstrap_servers, log)
         return WorkerProcess(stage, proc, log)
 
@@ -180,7 +231,8 @@ class Workers:
         ]
 
     def _wait_ready(self, timeout_s: float) -> None:
-        wait_assigned(self.settings, STAGE_ORDER, timeout_s, self.check_alive)
+        firsts = [p.split(",")[0].strip() for p in self.processes]
+        wait_assigned(self.settings, firsts, timeout_s, self.check_alive)
 
     def check_alive(self) -> None:
         for w in self.procs:
@@ -205,7 +257,7 @@ class Workers:
 
 @dataclass(slots=True)
 class Seen:
-    """One frame as it came out: where, when the collector got it, and what it said."""
+    """One frame (or a counted range of them) as it came out: where, when, and what it said."""
 
     kind: str  # result, late, dlq
     received_ms: float
@@ -217,10 +269,36 @@ class Seen:
     completed_ms: int | None = None
     appended_ms: int | None = None  # broker append time of the result record
     stages: tuple[tuple[str, float, float], ...] = ()  # (stage, queue_ms, compute_ms)
+    count: int = 1  # frames this record accounts for (a late record may stand for a skipped range)
+
+
+def late_count(value: str) -> int:
+    """Frames a late record stands for (`ontime-late-count`, set on a skipped range); absent: 1."""
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def record_key(headers: dict[str, str], count: int = 1) -> str:
+    """What identifies an outcome record: its frame id, or for a counted range its source position.
+
+    A redelivered record (at-least-once) has the same key, so it is not counted twice.
+    """
+    frame = headers.get(h.ID, "")
+    if count == 1 and frame:
+        return frame
+    where = (
+        headers.get(h.SOURCE_TOPIC, ""),
+        headers.get(h.SOURCE_PARTITION, ""),
+        headers.get(h.SOURCE_OFFSET, ""),
+    )
+    return "/".join(where) + f"+{count}"
 
 
 class Collector:
-    """Reads P.results, P.late and P.dlq in a thread and keeps the latest word on every frame id."""
+    """Reads P.results, P.late and P.dlq in a thread and keeps the latest word on every frame id.
+
+    `frames` counts every frame accounted for once (a redelivered record does not count twice,
+    a late record with a count header counts that many); `log` lists records in arrival order.
+    """
 
     def __init__(self, settings: OntimeSettings) -> None:
         topics = settings.pipeline.topics
@@ -236,6 +314,8 @@ class Collector:
         )
         self.consumer.subscribe([topics.results, topics.late, topics.dlq])
         self.seen: dict[str, Seen] = {}
+        self.log: list[Seen] = []
+        self.frames = 0
         self.records = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
@@ -257,35 +337,40 @@ class Collector:
             for msg in self.consumer.consume(num_messages=1000, timeout=0.002):
                 if msg.error():
                     continue
-                received = now_ms()
-                hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
-                frame = hd.get(h.ID, "")
                 self.records += 1
+                hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
                 if msg.topic() == self.topics.results:
-                    body = json.loads(msg.value() or b"{}")
-                    self.seen[frame] = Seen(
-                        "result",
-                        received,
-                        status=body.get("status", ""),
-                        captured_ms=body.get("captured_ms"),
-                        deadline_ms=body.get("deadline_ms"),
-                        completed_ms=body.get("completed_ms"),
-                        appended_ms=msg.timestamp()[1]
-                        if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME
-                        else None,
-                        stages=tuple(
-                            (t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])
-                        ),
-                    )
-                else:
-                    deadline = hd.get(h.DEADLINE_MS, "")
-                    self.seen[frame] = Seen(
-                        "late" if msg.topic() == self.topics.late else "dlq",
-                        received,
-                        reason=hd.get(h.ERROR_REASON, ""),
-                        stage=hd.get(h.ERROR_STAGE, ""),
-                        deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
-                    )
+                    self._keep(record_key(hd), self._result(msg, json.loads(msg.value() or b"{}")))
+                    continue
+                deadline = hd.get(h.DEADLINE_MS, "")
+                seen = Seen(
+                    "late" if msg.topic() == self.topics.late else "dlq",
+                    now_ms(),
+                    reason=hd.get(h.ERROR_REASON, ""),
+                    stage=hd.get(h.ERROR_STAGE, ""),
+                    deadline_ms=int(deadline) if deadline.lstrip("-").isdigit() else None,
+                    count=late_count(hd.get(h.LATE_COUNT, "")),
+                )
+                self._keep(record_key(hd, seen.count), seen)
+
+    @staticmethod
+    def _result(msg: Any, body: dict[str, Any]) -> Seen:
+        return Seen(
+            "result",
+            now_ms(),
+            status=body.get("status", ""),
+            captured_ms=body.get("captured_ms"),
+            deadline_ms=body.get("deadline_ms"),
+            completed_ms=body.get("completed_ms"),
+            appended_ms=msg.timestamp()[1] if msg.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME else None,
+            stages=tuple((t["stage"], t["queue_ms"], t["compute_ms"]) for t in body.get("stages", [])),
+        )
+
+    def _keep(self, key: str, seen: Seen) -> None:
+        if key not in self.seen:
+            self.log.append(seen)
+            self.frames += seen.count
+        self.seen[key] = seen
 
     def accounted(self, ids: set[str]) -> int:
         return sum(1 for i in ids if i in self.seen)

@@ -1,0 +1,92 @@
+import json
+
+from workers.aggregate.app import parse_result, to_event
+from workers.aggregate.detector import Detector, Window, new_state
+from workers.config.spec import EventsSpec
+
+SPEC = EventsSpec(smooth_windows=2, min_windows=2, threshold=0.7, refractory_ms=1500, hop_ms=250)
+
+
+def _windows(scores: list[dict[str, float]], t0: int = 10_000) -> list[Window]:
+    return [Window(f"w{k}", t0 + 250 * k, s) for k, s in enumerate(scores)]
+
+
+BG = {"_background_": 0.99}
+SIX = {"six": 0.95, "_background_": 0.04}
+
+
+def _run(windows: list[Window], state: dict | None = None, spec: EventsSpec = SPEC) -> list:
+    detector, state = Detector(spec), state if state is not None else new_state()
+    return [d for w in windows if (d := detector.observe(state, "mic-1", w)) is not None]
+
+
+def test_one_utterance_fires_once_with_its_frames_and_a_deterministic_id() -> None:
+    fired = _run(_windows([BG, BG, SIX, SIX, SIX, BG, BG]))
+    assert [d.keyword for d in fired] == ["six"]
+    d = fired[0]
+    assert d.frames == ["w2", "w3"] and d.id == f"mic-1@{d.start_ms}"
+    assert d.start_ms < d.end_ms <= 10_000 + 250 * 3
+    assert _run(_windows([BG, BG, SIX, SIX, SIX, BG, BG]))[0] == d  # same windows, same event
+
+
+def test_one_window_alone_is_not_enough_and_background_never_fires() -> None:
+    assert _run(_windows([BG, SIX, BG, BG, {"_unknown_": 0.99}, BG])) == []
+
+
+def test_refractory_period_then_a_second_utterance() -> None:
+    near = _windows([SIX, SIX, SIX, BG, SIX, SIX, BG])  # second burst 1 s later: same utterance
+    assert len(_run(near)) == 1
+    far = _windows([SIX, SIX, BG, BG, BG, BG, BG, BG, BG, SIX, SIX])  # 2.25 s later: a new one
+    assert len(_run(far)) == 2
+
+
+def test_duplicate_results_are_dropped_by_id_and_state_is_json() -> None:
+    state = new_state()
+    detector = Detector(SPEC)
+    ws = _windows([BG, SIX, SIX, BG])
+    first = [detector.observe(state, "mic-1", w) for w in ws]
+    again = [detector.observe(state, "mic-1", w) for w in ws]  # at-least-once redelivery
+    assert sum(d is not None for d in first) == 1 and again == [None] * 4
+    assert detector.duplicates == 4
+    restored = json.loads(json.dumps(state))  # what the changelog holds and gives back
+    assert _run([Window("w9", ws[-1].captured_ms + 250, SIX)], restored) == []  # still refractory
+
+
+def test_out_of_order_results_are_placed_by_capture_time_and_stale_ones_ignored() -> None:
+    ws = _windows([BG, BG, SIX, SIX, BG])
+    shuffled = [ws[0], ws[1], ws[3], ws[2], ws[4]]
+    assert [d.keyword for d in _run(shuffled)] == ["six"]
+    detector, state = Detector(SPEC), new_state()
+    for w in _windows([BG] * 12):
+        detector.observe(state, "mic-1", w)
+    assert detector.observe(state, "mic-1", Window("old", 10_000, SIX)) is None
+    assert detector.stale == 1
+
+
+def test_parse_result_rejects_what_is_not_a_result() -> None:
+    window, _, why = parse_result(b"not json")
+    assert window is None and why.startswith("invalid-result")
+    good = {
+        "id": "f1",
+        "pipeline": "acoustic",
+        "device": "mic-1",
+        "label": "six",
+        "score": 0.9,
+        "top": [{"label": "six", "score": 0.9}, {"label": "_background_", "score": 0.1}],
+        "status": "ok",
+        "model": {"name": "m", "version": "1", "sha256": "a" * 64},
+        "captured_ms": 5000,
+        "deadline_ms": 5250,
+        "completed_ms": 5100,
+        "stages": [],
+    }
+    window, device, _ = parse_result(json.dumps(good).encode())
+    assert window == Window("f1", 5000, {"six": 0.9, "_background_": 0.1}) and device == "mic-1"
+    window, _, why = parse_result(json.dumps({**good, "captured_ms": None}).encode())
+    assert window is None and "captured_ms" in why
+
+
+def test_event_latency_is_from_the_end_of_the_keyword() -> None:
+    d = _run(_windows([BG, SIX, SIX, BG]))[0]
+    event = to_event("acoustic", d)
+    assert event.latency_ms == event.emitted_ms - event.end_ms and event.frames == d.frames

@@ -1,0 +1,34 @@
+from workers.cli.main import build_parser
+from workers.config.settings import load_settings
+
+
+def test_events_topic_is_optional_and_derived_from_the_pipeline_name() -> None:
+    settings = load_settings("acoustic")
+    assert settings.pipeline.topics.events == "acoustic.events"
+    assert "acoustic.events" in settings.pipeline.topics.all()  # so `ontime topics create` makes it
+    renamed = load_settings("acoustic", {"pipeline": {"name": "other"}})
+    assert renamed.pipeline.topics.events == "other.events"
+    named = load_settings("acoustic", {"pipeline": {"topics": {"events": "my.events"}}})
+    assert named.pipeline.topics.events == "my.events"
+
+
+def test_the_tuned_detector_settings_come_from_the_yaml() -> None:
+    events = load_settings("acoustic").pipeline.events
+    assert (events.smooth_windows, events.min_windows, events.threshold, events.refractory_ms) == (
+        2,
+        2,
+        0.7,
+        1500,
+    )
+
+
+def test_aggregate_verb_and_stream_flags_are_registered() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["aggregate", "--commit-interval", "2"])
+    assert args.commit_interval == 2.0
+    args = parser.parse_args(["devices", "simulate", "--stream", "--hop-ms", "125", "--keywords", "3"])
+    assert args.stream and args.hop_ms == 125 and args.keywords == 3
+    args = parser.parse_args(["demo", "--stream"])
+    assert args.stream
+    args = parser.parse_args(["bench", "events", "--background-hours", "0.5"])
+    assert args.background_hours == 0.5

@@ -1,0 +1,116 @@
+"""Per-device keyword detection over a device's overlapping windows: pure, no Kafka, no clock.
+
+A device's state is a JSON-able dict (it lives in a faust table backed by a changelog topic):
+the last windows' keyword scores, the ids of recent results, and until when the device is
+refractory. `Detector.observe` adds one result and says whether a keyword event fires:
+the mean of each keyword's score over the windows of the last `smooth_windows` hops reaches
+`threshold`, at least `min_windows` windows are present, and the device is not refractory.
+The same code runs inside the faust agent and in the offline tuner, so tuned numbers hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workers.config.spec import EventsSpec
+
+WINDOW_MS = 1000  # a frame is one second; `captured_ms` is the capture time of its last sample
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One result as the detector needs it: id, capture time of its last sample, label scores."""
+
+    id: str
+    captured_ms: int
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A keyword utterance heard on one device (the aggregator turns it into a `schemas.Event`)."""
+
+    id: str
+    device: str
+    keyword: str
+    start_ms: int
+    end_ms: int
+    score: float
+    frames: list[str]
+
+
+def new_state() -> State:
+    return {"windows": [], "seen": [], "quiet_until_ms": None, "newest_ms": None, "fired": []}
+
+
+class Detector:
+    """Smoothing + threshold + refractory period, per device, over results in capture order."""
+
+    def __init__(self, spec: EventsSpec) -> None:
+        self.spec = spec
+        self.span_ms = spec.smooth_windows * spec.hop_ms
+        # Results older than this behind the newest one can no longer change a decision.
+        self.horizon_ms = self.span_ms + WINDOW_MS
+        self.duplicates = 0
+        self.stale = 0
+
+    def observe(self, state: State, device: str, window: Window) -> Detection | None:
+        """Add `window` to `state` (mutated in place); the event it completes, if any."""
+        seen: list[str] = state["seen"]
+        if window.id in seen:
+            self.duplicates += 1
+            return None
+        seen.append(window.id)
+        del seen[: max(0, len(seen) - self.spec.dedupe_windows)]
+        newest = state["newest_ms"]
+        if newest is not None and window.captured_ms < newest - self.horizon_ms:
+            self.stale += 1  # too late to matter; remembered as seen, not scored
+            return None
+        rows: list[list[Any]] = state["windows"]
+        rows.append([window.id, window.captured_ms, _keyword_scores(window.scores)])
+        rows.sort(key=lambda r: (r[1], r[0]))
+        now = rows[-1][1]
+        state["newest_ms"] = now
+        del rows[: sum(1 for r in rows if r[1] <= now - self.horizon_ms)]
+        return self._decide(state, device, now)
+
+    def smoothed(self, state: State, now: int) -> tuple[dict[str, float], list[list[Any]]]:
+        """Mean score per keyword over the windows of the last `smooth_windows` hops, and those windows."""
+        recent = [r for r in state["windows"] if now - self.span_ms < r[1] <= now]
+        totals: dict[str, float] = {}
+        for _, _, scores in recent:
+            for label, score in scores.items():
+                totals[label] = totals.get(label, 0.0) + score
+        return {k: v / max(1, len(recent)) for k, v in totals.items()}, recent
+
+    def _decide(self, state: State, device: str, now: int) -> Detection | None:
+        quiet = state["quiet_until_ms"]
+        if quiet is not None and now <= quiet:
+            return None
+        means, recent = self.smoothed(state, now)
+        if len(recent) < self.spec.min_windows or not means:
+            return None
+        keyword, score = max(means.items(), key=lambda kv: (kv[1], kv[0]))
+        if score < self.spec.threshold:
+            return None
+        support = [r for r in recent if r[2].get(keyword, 0.0) >= self.spec.threshold / 2] or recent
+        # The keyword lies in every window that hears it well: their intersection bounds it.
+        start = max(r[1] for r in support) - WINDOW_MS
+        end = min(r[1] for r in support)
+        if end - start < self.spec.hop_ms:
+            centre = (start + end) // 2
+            start, end = centre - self.spec.hop_ms // 2, centre + self.spec.hop_ms // 2
+        state["quiet_until_ms"] = now + self.spec.refractory_ms
+        event_id = f"{device}@{start}"
+        fired: list[str] = state["fired"]
+        fired.append(event_id)
+        del fired[: max(0, len(fired) - 16)]
+        return Detection(event_id, device, keyword, start, end, round(score, 6), [r[0] for r in support])
+
+
+def _keyword_scores(scores: dict[str, float]) -> dict[str, float]:
+    """Keywords only: `_unknown_` and `_background_` never fire an event."""
+    return {k: round(float(v), 6) for k, v in scores.items() if not k.startswith("_")}

@@ -1,0 +1,18 @@
+"""Names the aggregator uses on the broker, importable without faust (demo, tests, topics)."""
+
+from __future__ import annotations
+
+from workers.config.settings import OntimeSettings
+
+STAGE = "aggregate"
+TABLE = "device-state"
+
+
+def app_id(settings: OntimeSettings) -> str:
+    """Consumer group and prefix of the changelog topic: `ontime.<pipeline>.aggregate`."""
+    return settings.pipeline.group_id(STAGE)
+
+
+def changelog_topic(settings: OntimeSettings) -> str:
+    """The compacted topic holding every device's detector state (JSON)."""
+    return f"{app_id(settings)}-{TABLE}-changelog"

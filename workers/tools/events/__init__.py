@@ -1,0 +1,1 @@
+"""Streaming keyword events around the aggregator: offline scoring, matching to ground truth, tuning."""
