@@ -30,6 +30,7 @@ RUN groupadd --system --gid 10001 ontime \
     --shell /usr/sbin/nologin ontime
 # The served models, read-only for the worker user; workers and `ontime models verify` read them here.
 COPY --chown=root:root models/acoustic /opt/ontime/models/acoustic
+COPY --chown=root:root models/vision /opt/ontime/models/vision
 COPY --chown=root:root --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/ontime-entrypoint
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

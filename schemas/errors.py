@@ -13,18 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_REASONS = (
-    "bad-header",
-    "bad-content-type",
-    "bad-shape",
-    "bad-encoding",
-    "bad-dtype",
-    "bad-samples",
-    "poison",
-    "model-error",
-    "too-large",  # an output over the producer's limit, dead-lettered by reference (workers/loop/outputs.py)
-)
-LATE_REASONS = ("expired", "insufficient-budget", "missed", "skipped")
+from workers.messages import headers as h
+from workers.messages.reasons import DLQ_REASONS, LATE_REASONS
+
+__all__ = ["DLQ_REASONS", "LATE_REASONS", "ErrorRecord"]
 
 
 class ErrorRecord(BaseModel):
@@ -33,29 +25,29 @@ class ErrorRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["dlq", "late"]
     id: str | None
-    stage: str = Field(description="stage that routed it (ontime-error-stage)")
-    reason: str = Field(description="short code (ontime-error-reason)")
-    detail: str = Field(description="human-readable explanation (ontime-error-detail)")
+    stage: str = Field(description=f"stage that routed it ({h.ERROR_STAGE})")
+    reason: str = Field(description=f"short code ({h.ERROR_REASON})")
+    detail: str = Field(description=f"human-readable explanation ({h.ERROR_DETAIL})")
     source_topic: str
     source_partition: int
     source_offset: int
     deadline_ms: int | None = None
-    count: int = Field(1, ge=1, description="frames this record stands for (ontime-late-count)")
+    count: int = Field(1, ge=1, description=f"frames this record stands for ({h.LATE_COUNT})")
 
     @classmethod
     def from_headers(cls, kind: Literal["dlq", "late"], headers: Mapping[str, str]) -> ErrorRecord:
-        deadline = headers.get("ontime-deadline-ms")
+        deadline = headers.get(h.DEADLINE_MS)
         return cls(
             kind=kind,
-            id=headers.get("ontime-id"),
-            stage=headers.get("ontime-error-stage", ""),
-            reason=headers.get("ontime-error-reason", ""),
-            detail=headers.get("ontime-error-detail", ""),
-            source_topic=headers.get("ontime-source-topic", ""),
-            source_partition=int(headers.get("ontime-source-partition", "-1")),
-            source_offset=int(headers.get("ontime-source-offset", "-1")),
+            id=headers.get(h.ID),
+            stage=headers.get(h.ERROR_STAGE, ""),
+            reason=headers.get(h.ERROR_REASON, ""),
+            detail=headers.get(h.ERROR_DETAIL, ""),
+            source_topic=headers.get(h.SOURCE_TOPIC, ""),
+            source_partition=int(headers.get(h.SOURCE_PARTITION, "-1")),
+            source_offset=int(headers.get(h.SOURCE_OFFSET, "-1")),
             deadline_ms=int(deadline) if deadline and deadline.lstrip("-").isdigit() else None,
-            count=_count(headers.get("ontime-late-count")),
+            count=_count(headers.get(h.LATE_COUNT)),
         )
 
 

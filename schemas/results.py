@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workers.messages import headers as h
+
 
 class ModelRef(BaseModel):
     """Which model answered: enough to find its card and reproduce the answer."""
@@ -36,7 +38,7 @@ class Result(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     schema_version: Literal[1] = 1
-    id: str = Field(description="ontime-id of the frame, unchanged through all stages")
+    id: str = Field(description=f"{h.ID} of the frame, unchanged through all stages")
     pipeline: str
     device: str | None = Field(description="device id (the Kafka key)")
     label: str

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from workers.messages import reasons
+
 
 class OntimeError(Exception):
     """Base of every error ontime raises on purpose."""
@@ -40,7 +42,7 @@ class BrokerError(OntimeError):
 class PoisonMessage(OntimeError):
     """A record that can never be processed; it is routed to the DLQ with `reason`."""
 
-    reason = "poison"
+    reason: str = reasons.POISON
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -48,24 +50,24 @@ class PoisonMessage(OntimeError):
 
 
 class BadContentType(PoisonMessage):
-    reason = "bad-content-type"
+    reason: str = reasons.BAD_CONTENT_TYPE
 
 
 class BadHeader(PoisonMessage):
-    reason = "bad-header"
+    reason: str = reasons.BAD_HEADER
 
 
 class BadShape(PoisonMessage):
-    reason = "bad-shape"
+    reason: str = reasons.BAD_SHAPE
 
 
 class BadEncoding(PoisonMessage):
-    reason = "bad-encoding"
+    reason: str = reasons.BAD_ENCODING
 
 
 class BadDtype(PoisonMessage):
-    reason = "bad-dtype"
+    reason: str = reasons.BAD_DTYPE
 
 
 class BadSamples(PoisonMessage):
-    reason = "bad-samples"
+    reason: str = reasons.BAD_SAMPLES

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.integration.pipeline_kit import wait_for
-from workers.localkafka.broker import LocalBroker, bootstrap_from_env
+from tests.integration.pipeline_kit import WorkerThread, stop_all
+from workers.kafka.topics import create, delete
+from workers.localkafka.broker import LocalBroker
+from workers.localkafka.find import FoundBroker, broker_for_run
 
 _HERE = Path(__file__).parent
 
@@ -29,29 +31,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
-    """The broker this session started, or None when ONTIME_KAFKA__BOOTSTRAP_SERVERS names a cluster."""
-    if bootstrap_from_env() is not None:
-        yield None
-        return
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+def found_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FoundBroker]:
+    """The cluster named by ONTIME_KAFKA__BOOTSTRAP_SERVERS, else a broker of this session's own."""
+    # A fresh state dir: never a developer's `ontime broker up`, and any free ports.
+    with broker_for_run(tmp_path_factory.mktemp("kafka"), well_known_ports=False) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(local_broker: LocalBroker | None) -> str:
+def local_broker(found_broker: FoundBroker) -> LocalBroker | None:
+    """The broker this session started, or None when ONTIME_KAFKA__BOOTSTRAP_SERVERS names a cluster."""
+    return found_broker.started
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(found_broker: FoundBroker) -> str:
     """Bootstrap servers of a real Kafka: the existing cluster from the env, else a local broker."""
-    if local_broker is None:
-        external = bootstrap_from_env()
-        assert external is not None
-        return external
-    bootstrap = local_broker.bootstrap
-    assert bootstrap is not None, f"local broker died; {local_broker.log_tail()}"
-    return bootstrap
+    if found_broker.started is not None:
+        assert found_broker.started.is_running(), f"local broker died; {found_broker.started.log_tail()}"
+    return found_broker.bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +59,20 @@ def kafka_admin(kafka_bootstrap: str) -> AdminClient:
 
 
 @pytest.fixture
+def workers() -> Iterator[list[WorkerThread]]:
+    """Stage workers (threads) a test starts; all stopped at the end, every error reported, even when
+    the test fails."""
+    started: list[WorkerThread] = []
+    yield started
+    stop_all(started)
+
+
+@pytest.fixture
 def topic_factory(kafka_admin: AdminClient, request: pytest.FixtureRequest) -> Iterator[TopicFactory]:
     """Call `topic_factory(partitions=3, config=None, name=None)` to get a fresh, ready topic name.
 
     Names carry the test's name plus a random suffix; the topics are deleted after the test.
+    Creation and readiness are workers.kafka.topics', the same as `ontime topics create`.
     """
     created: list[str] = []
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:80].strip("-") or "topic"
@@ -72,27 +80,10 @@ def topic_factory(kafka_admin: AdminClient, request: pytest.FixtureRequest) -> I
     def make(partitions: int = 3, config: dict[str, str] | None = None, name: str | None = None) -> str:
         topic = name or f"{stem}-{uuid.uuid4().hex[:8]}"
         new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})
-        kafka_admin.create_topics([new], operation_timeout=30)[topic].result(timeout=30)
+        create(kafka_admin, [new], timeout=30)
         created.append(topic)
-        _wait_for_leaders(kafka_admin, topic, partitions, timeout=30.0)
         return topic
 
     yield make
     if created:
-        for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
-            future.result(timeout=30)
-
-
-def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int, timeout: float) -> None:
-    """Block until metadata shows every partition of `topic` with a leader."""
-
-    def ready() -> bool:
-        meta = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        return (
-            meta is not None
-            and meta.error is None
-            and len(meta.partitions) == partitions
-            and all(p.leader >= 0 for p in meta.partitions.values())
-        )
-
-    wait_for(ready, timeout, f"topic {topic} with {partitions} partitions and leaders")
+        delete(kafka_admin, created, timeout=30, wait=False)

@@ -23,7 +23,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from pipelines.acoustic.recordings import Clip, real_clips
 from workers.config.settings import OntimeSettings, load_settings, merge_overrides
-from workers.config.spec import StageSpec
+from workers.config.spec import TOPIC_KINDS, StageSpec
+from workers.kafka.groups import wait_assigned
+from workers.kafka.topics import admin_client, pipeline_topics
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.stages.chain import build_stages
@@ -37,7 +39,7 @@ BUDGET_MS = 60_000
 
 
 def pipeline_overrides(name: str, bootstrap: str, partitions: int) -> dict[str, Any]:
-    topics = {t: f"{name}.{t}" for t in ("raw", "features", "scores", "results", "late", "dlq")}
+    topics = {t: f"{name}.{t}" for t in TOPIC_KINDS}
     pipeline: dict[str, Any] = {
         "name": name,
         "budget_ms": BUDGET_MS,
@@ -60,9 +62,14 @@ def fresh_pipeline(
     overrides = pipeline_overrides(name, bootstrap, partitions)
     merge_overrides(overrides["pipeline"], pipeline or {})
     settings = load_settings(base, overrides)
-    for topic in settings.pipeline.topics.all():
-        topic_factory(partitions=partitions, name=topic)
+    make_topics(settings, topic_factory)
     return settings
+
+
+def make_topics(settings: OntimeSettings, topic_factory: Callable[..., str]) -> None:
+    """The pipeline's six topics through the test's factory, configured as `ontime topics create` does."""
+    for new in pipeline_topics(settings.pipeline.topics):
+        topic_factory(partitions=new.num_partitions, config=new.config, name=new.topic)
 
 
 def cli_overrides(settings: OntimeSettings, stage_batch: dict[str, int] | None = None) -> list[str]:
@@ -72,10 +79,7 @@ def cli_overrides(settings: OntimeSettings, stage_batch: dict[str, int] | None =
         f"pipeline.name={p.name}",
         f"pipeline.budget_ms={p.budget_ms}",
         f"pipeline.topics.partitions={p.topics.partitions}",
-        *(
-            f"pipeline.topics.{t}={getattr(p.topics, t)}"
-            for t in ("raw", "features", "scores", "results", "late", "dlq")
-        ),
+        *(f"pipeline.topics.{t}={getattr(p.topics, t)}" for t in TOPIC_KINDS),
     ]
     if "gate" in StageSpec.model_fields:
         flags.append("pipeline.stages.infer.gate=null")
@@ -230,6 +234,13 @@ def committed_total(settings: OntimeSettings, stage: str) -> int:
         consumer.close()
 
 
+def wait_assigned_stages(settings: OntimeSettings, stages: Sequence[str], timeout: float = 90.0) -> None:
+    """Until each stage's consumer group holds partitions (workers.kafka.groups, as the demo waits)."""
+    groups = [settings.pipeline.group_id(s) for s in stages]
+    unassigned = wait_assigned(admin_client(settings.kafka), groups, timeout)
+    assert not unassigned, f"consumer groups not assigned after {timeout:.0f} s: {sorted(unassigned)}"
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -344,6 +355,20 @@ class WorkerThread:
         assert not self.thread.is_alive(), f"worker {self.stages} did not stop"
         if self.error is not None:
             raise self.error
+
+
+def stop_all(workers: Sequence[WorkerThread], after: Callable[[WorkerThread], None] | None = None) -> None:
+    """Stop every worker even when one fails (then `after(worker)`); fail with all errors at the end."""
+    errors: list[BaseException] = []
+    for w in workers:
+        try:
+            w.stop()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if after is not None:
+                after(w)
+    assert not errors, errors
 
 
 class WorkerProcess:

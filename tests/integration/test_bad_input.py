@@ -7,10 +7,8 @@ each kind of bad input, and nothing is lost: frames sent = results + dead letter
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 
 from schemas.errors import ErrorRecord
 from schemas.results import Result
@@ -50,14 +48,6 @@ def _bad_frames() -> list[tuple[str, bytes | None, str | None, str]]:
         ("nan-samples", _f32(nan), F32, "bad-samples"),
         ("inf-samples", _f32(inf), F32, "bad-samples"),
     ]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerThread]]:
-    started: list[WorkerThread] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def test_bad_frames_are_dead_lettered_and_the_next_good_frame_answered(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,14 +154,6 @@ class Sender:
             return int(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
         finally:
             c.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerThread]]:
-    started: list[WorkerThread] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def test_battery_of_hostile_inputs(

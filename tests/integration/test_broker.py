@@ -23,7 +23,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from workers.localkafka.broker import BOOTSTRAP_ENV, BrokerStartError, LocalBroker
+from workers.config.settings import BOOTSTRAP_ENV
+from workers.localkafka.broker import BrokerStartError, LocalBroker
 from workers.localkafka.config import free_port
 
 TopicFactory = Callable[..., str]

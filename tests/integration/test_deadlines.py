@@ -16,36 +16,21 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pytest
 from confluent_kafka import Consumer, Producer
 
 from schemas.errors import LATE_REASONS
 from schemas.results import Result
+from tests.integration.pipeline_kit import make_topics, wait_assigned_stages
 from workers.config.settings import KafkaSettings, OntimeSettings, load_settings
-from workers.config.spec import STAGE_ORDER, PipelineSpec
-from workers.loop.skip import SKIPPED
+from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
+from workers.messages.reasons import SKIPPED
 from workers.stages.chain import build_stages
-from workers.stages.model import load_verified
 from workers.stages.stage import Stage
-from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
-
-
-def _models_present() -> bool:
-    spec = load_settings("acoustic").pipeline
-    try:
-        for stage in spec.stages.values():
-            load_verified(stage.model)
-    except Exception:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _models_present(), reason="acoustic models not built")
 
 
 def make_settings(bootstrap: str, topic_factory: TopicFactory, **stage_changes: Any) -> OntimeSettings:
@@ -53,20 +38,18 @@ def make_settings(bootstrap: str, topic_factory: TopicFactory, **stage_changes: 
     base = load_settings("acoustic")
     data = base.pipeline.model_dump()
     data["name"] = f"t{uuid.uuid4().hex[:10]}"
-    parts = 3
-    topics = {
-        k: topic_factory(partitions=parts)
-        for k in ("raw", "features", "scores", "results", "late", "dlq", "control")
-    }
-    data["topics"] = {**topics, "partitions": parts, "replication_factor": 1}
+    topics = {k: f"{data['name']}.{k}" for k in TOPIC_KINDS}
+    data["topics"] = {**topics, "partitions": 3, "replication_factor": 1}
     for stage, changes in stage_changes.items():
         data["stages"][stage].update(changes)
-    return base.model_copy(
+    settings = base.model_copy(
         update={
             "kafka": KafkaSettings(bootstrap_servers=bootstrap),
             "pipeline": PipelineSpec.model_validate(data),
         }
     )
+    make_topics(settings, topic_factory)
+    return settings
 
 
 @contextmanager
@@ -90,7 +73,7 @@ def running(settings: OntimeSettings, groups: list[list[str]]) -> Iterator[dict[
     for t in threads:
         t.start()
     try:
-        wait_assigned(settings, [n for names in groups for n in names[:1]], 90.0)
+        wait_assigned_stages(settings, [names[0] for names in groups], 90.0)
         yield stages
     finally:
         for w in workers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -103,7 +102,6 @@ def test_fleet_refuses_a_missing_topic_before_sending(kafka_bootstrap: str) -> N
     assert fleet.sent == 0
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat (Debian package kcat) is not installed")
 def test_the_printed_kcat_example_publishes_a_valid_frame(
     kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
 ) -> None:

@@ -23,7 +23,11 @@ def test_dead_letters_come_back_as_results_after_the_fix(
     kafka_bootstrap: str, topic_factory: object, tmp_path: Path
 ) -> None:
     # The broken deploy: a pipeline file that expects half-second frames from one-second devices.
-    broken = fresh_pipeline(kafka_bootstrap, topic_factory, pipeline={"frame": {"samples": 8000}})  # type: ignore[arg-type]
+    broken = fresh_pipeline(
+        kafka_bootstrap,
+        topic_factory,  # type: ignore[arg-type]
+        pipeline={"frame": {"params": {"samples": 8000}}},
+    )
     topics = broken.pipeline.topics
     frames = frames_from(eval_clips()[:FRAMES], prefix="dl")
     ids = {f.id for f in frames}
@@ -35,8 +39,12 @@ def test_dead_letters_come_back_as_results_after_the_fix(
         workers[0].stop()
         assert {r.headers["ontime-source-topic"] for r in reader.by_topic(topics.dlq)} == {topics.raw}
 
+        frame = broken.pipeline.frame
+        fixed_frame = FrameSpec(
+            content_type=frame.content_type, decoder=frame.decoder, params={**frame.params, "samples": 16000}
+        )
         fixed = broken.model_copy(
-            update={"pipeline": broken.pipeline.model_copy(update={"frame": FrameSpec(samples=16000)})}
+            update={"pipeline": broken.pipeline.model_copy(update={"frame": fixed_frame})}
         )
         assert redrive(fixed, dry_run=True).redriven[topics.raw] == FRAMES  # counts, changes nothing
         workers = [WorkerThread(fixed, [s]) for s in ("preprocess", "infer", "postprocess")]

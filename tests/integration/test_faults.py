@@ -31,6 +31,7 @@ from tests.integration.pipeline_kit import (
     frames_from,
     fresh_pipeline,
     send_frames,
+    wait_assigned_stages,
     wait_for,
 )
 from workers.config.spec import MODELS_DIR
@@ -38,7 +39,6 @@ from workers.loop.outputs import TOO_LARGE
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
 from workers.stages.stage import build_stage
-from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
 
@@ -52,7 +52,7 @@ def test_a_frame_too_large_to_copy_is_a_dead_letter_reference_and_the_worker_goe
     worker = WorkerThread(settings, ["preprocess"])
     reader = Reader(kafka_bootstrap, [topics.features, topics.dlq], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess"], 90.0)
+        wait_assigned_stages(settings, ["preprocess"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, good[:3])
         big = b"\x01\x00" * 520_000  # 1,040,000 bytes: the broker takes it, its DLQ copy cannot fit
         device = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
@@ -120,7 +120,7 @@ def test_a_model_failing_on_every_frame_opens_the_circuit_instead_of_draining_th
     thread.start()
     reader = Reader(kafka_bootstrap, [topics.dlq, topics.scores], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess", "infer"], 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, [frames[i % len(frames)] for i in range(sent)])
         wait_for(lambda: infer.breaker.open, 120.0, "the circuit opens")
         reader.read_until(lambda rs: len(rs) >= infer.breaker.min_frames, timeout=60)
@@ -165,7 +165,7 @@ def test_exactly_once_survives_kill_9_with_no_duplicates_and_nothing_lost(
     try:
         rest.wait_started()
         first.wait_started()
-        wait_assigned(settings, ["preprocess", "infer"], 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         send_frames(kafka_bootstrap, topics.raw, batch)
         wait_for(lambda: _count(kafka_bootstrap, topics.results) >= 40, 120.0, "results flowing")
         first.proc.kill()  # kill -9 mid-stream, transactions open

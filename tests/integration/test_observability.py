@@ -27,6 +27,7 @@ from tests.integration.pipeline_kit import (
     fresh_pipeline,
     produce,
     send_frames,
+    stop_all,
     wait_for,
 )
 from workers.config.settings import OntimeSettings
@@ -56,15 +57,7 @@ def workers() -> Iterator[Callable[[OntimeSettings, TracerProvider | None], list
         return started
 
     yield start
-    errors = []
-    for r in started:
-        try:
-            r.stop()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            r.telemetry.close()
-    assert not errors, errors
+    stop_all(started, after=lambda r: r.telemetry.close())  # type: ignore[attr-defined]
 
 
 def _get(port: int | None, path: str) -> tuple[int, str]:

@@ -16,11 +16,11 @@ from tests.integration.pipeline_kit import (
     eval_clips,
     frames_from,
     fresh_pipeline,
+    wait_assigned_stages,
     wait_for,
 )
 from workers.loop.skip import MIN_SKIP, SKIPPED
 from workers.messages import headers as h
-from workers.tools.bench.harness import wait_assigned
 
 TopicFactory = Callable[..., str]
 PCM = "audio/pcm;format=s16le;rate=16000;channels=1"
@@ -52,7 +52,7 @@ def test_a_hopeless_backlog_is_skipped_by_seeking_and_accounted_frame_for_frame(
     worker = WorkerThread(settings, ["preprocess"])
     reader = Reader(kafka_bootstrap, [topics.features, topics.late, topics.dlq], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess"], 90.0)
+        wait_assigned_stages(settings, ["preprocess"], 90.0)
 
         def late_frames(records: list) -> int:  # type: ignore[type-arg]
             return sum(
@@ -101,7 +101,7 @@ def test_latency_reports_reach_the_control_topic_and_the_upstream_board(
     rest = WorkerThread(settings, ["infer", "postprocess"])
     reader = Reader(kafka_bootstrap, [topics.control, topics.results], partitions=1)
     try:
-        wait_assigned(settings, ["preprocess", "infer"], 90.0)
+        wait_assigned_stages(settings, ["preprocess", "infer"], 90.0)
         for batch in range(6):
             _publish(kafka_bootstrap, topics.raw, 20, f"b{batch}", timestamp_ms=None)
         reports = reader.read_until(

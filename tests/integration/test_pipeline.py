@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from schemas.results import Result
 from tests.integration.pipeline_kit import (
@@ -34,17 +34,9 @@ STAGES = ["preprocess", "infer", "postprocess"]
 
 
 @pytest.fixture
-def running() -> Iterator[list[WorkerThread]]:
-    """Workers a test starts; all stopped (gracefully) at the end, even when the test fails."""
-    workers: list[WorkerThread] = []
-    yield workers
-    errors = []
-    for w in workers:
-        try:
-            w.stop()
-        except BaseException as exc:
-            errors.append(exc)
-    assert not errors, errors
+def running(workers: list[WorkerThread]) -> list[WorkerThread]:
+    """Workers a test starts (conftest's `workers`): all stopped at the end, even when the test fails."""
+    return workers
 
 
 def _run_and_check(settings: OntimeSettings, running: list[WorkerThread]) -> list[Result]:
@@ -203,7 +195,16 @@ def test_topics_create_is_idempotent_and_waits_for_leaders(kafka_bootstrap: str)
         rows = describe_topics(settings)
         topics = settings.pipeline.topics
         assert [(t, parts) for t, parts, _ in rows] == [(t, topics.config_of(t)[0]) for t in topics.all()]
-        assert topics.config_of(topics.control)[0] == 1  # the compacted control topic: one partition
+        assert topics.config_of(topics.raw)[0] == 2 and topics.config_of(topics.control)[0] == 1
+        # The configs every creator gets (CLI, demo, bench, tests): checked on the broker itself.
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        wanted = {t: topics.config_of(t)[1] for t in topics.all()}
+        resources = [ConfigResource(ResourceType.TOPIC, t) for t in wanted]
+        for resource, future in admin.describe_configs(resources).items():
+            got = {k: v.value for k, v in future.result(timeout=30).items()}
+            assert {k: got[k] for k in wanted[resource.name]} == wanted[resource.name], resource.name
+        assert wanted[topics.results] == {"message.timestamp.type": "LogAppendTime"}
+        assert wanted[topics.control]["cleanup.policy"] == "compact"
     finally:
         deleted = delete_topics(settings)
     assert sorted(deleted) == sorted(settings.pipeline.topics.all())

@@ -42,11 +42,9 @@ FLAGS = ["--set", "pipeline.stages.infer.batch.max_size=4", "--set", "worker.ses
 
 
 @pytest.fixture
-def threads() -> Iterator[list[WorkerThread]]:
-    started: list[WorkerThread] = []
-    yield started
-    for w in started:
-        w.stop()
+def threads(workers: list[WorkerThread]) -> list[WorkerThread]:
+    """Stage workers in threads of the test process (conftest's `workers`)."""
+    return workers
 
 
 @pytest.fixture

@@ -14,16 +14,20 @@ import os
 import sys
 from collections.abc import Callable
 from functools import partial
+from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
-from workers.config.settings import OntimeSettings, load_settings, merge_overrides
+from workers.cli import topics
+from workers.config.settings import BOOTSTRAP_ENV, OntimeSettings, load_settings, merge_overrides
 from workers.errors import ConfigError, OntimeError
 from workers.telemetry.logs import setup_logging
 
+# Entry-point group of verbs that live outside workers/ (the model toolchain's `models`).
+PLUGIN_GROUP = "ontime.cli"
 # Modules that add their own verbs with `register_cli(subparsers)`, in help order.
 VERB_MODULES = (
-    "workers.localkafka.broker",
+    "workers.localkafka.cli",
     "workers.tools.devices",
     "workers.tools.demo",
     "workers.tools.report",
@@ -32,7 +36,6 @@ VERB_MODULES = (
     "workers.tools.offsets",
     "workers.aggregate.cli",
 )
-BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="JSON log lines (worker.log_json)")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_worker(verbs)
-    from workers.kafka import topics
-
     topics.register_cli(verbs)
     for name in VERB_MODULES:
         module = _optional(name)
@@ -173,13 +174,26 @@ def build_telemetry(settings: OntimeSettings, stages: list[str]) -> Any:
 def _add_models(verbs: Any) -> None:
     from workers.cli.models import add_verify
 
-    toolchain = _optional("models.toolchain.cli")
+    toolchain = _plugin("models")
     if toolchain is not None:
-        models_verbs = toolchain.register_cli(verbs)
+        models_verbs = toolchain(verbs)
     else:
         models = verbs.add_parser("models", help="verify the ONNX models a pipeline serves")
         models_verbs = models.add_subparsers(dest="models_command", required=True)
     add_verify(models_verbs)
+
+
+def _plugin(name: str) -> Callable[[Any], Any] | None:
+    """`register_cli` of the `ontime.cli` entry point `name`, or None if its package is not installed."""
+    for point in entry_points(group=PLUGIN_GROUP, name=name):
+        try:
+            register: Callable[[Any], Any] = point.load()
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and point.module.startswith(exc.name):
+                return None  # the plugin's own package is absent; a missing dependency still raises
+            raise
+        return register
+    return None
 
 
 if __name__ == "__main__":

@@ -8,42 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
-from workers.errors import ModelError
-from workers.stages.model import load_verified
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    stage: str
-    role: str
-    ref: str
-    ok: bool
-    detail: str
-
-
-def check_models(pipeline: PipelineSpec, root: Path = MODELS_DIR) -> list[Check]:
-    """One check per (stage, primary|fallback) model the pipeline names."""
-    checks: list[Check] = []
-    for name in STAGE_ORDER:
-        spec = pipeline.stages[name]  # type: ignore[index]
-        refs = [("primary", spec.model)] + ([("fallback", spec.fallback)] if spec.fallback else [])
-        gate = getattr(spec, "gate", None)
-        if gate is not None:
-            refs.append(("gate", gate.model))
-        for role, ref in refs:
-            try:
-                card, blob = load_verified(ref, root)
-            except ModelError as exc:
-                checks.append(Check(name, role, ref, False, str(exc)))
-                continue
-            detail = f"{card.name} {card.version} sha256 {card.sha256[:16]}… {len(blob):,} bytes"
-            checks.append(Check(name, role, ref, True, detail))
-    return checks
+from workers.stages.model import Check, check_models
 
 
 def render(checks: list[Check]) -> str:

@@ -8,13 +8,43 @@ and names the field. Used only through `KafkaSettings`, which every ontime clien
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from pydantic import SecretStr
 
 from workers.config.secrets import SECRET_KEYS, read_secret
 from workers.errors import ConfigError
 
-if TYPE_CHECKING:
-    from workers.config.settings import KafkaSettings
+
+class KafkaSettings(Protocol):
+    """The fields of `workers.config.settings.KafkaSettings` this module reads (a Protocol, so the
+    settings module can import this one without a cycle)."""
+
+    @property
+    def security_protocol(self) -> str: ...
+    @property
+    def sasl_mechanism(self) -> str | None: ...
+    @property
+    def sasl_username(self) -> str | None: ...
+    @property
+    def sasl_password(self) -> SecretStr | None: ...
+    @property
+    def sasl_password_file(self) -> Path | None: ...
+    @property
+    def ssl_ca_location(self) -> str | None: ...
+    @property
+    def ssl_certificate_location(self) -> str | None: ...
+    @property
+    def ssl_key_location(self) -> str | None: ...
+    @property
+    def ssl_key_password(self) -> SecretStr | None: ...
+    @property
+    def ssl_key_password_file(self) -> Path | None: ...
+    @property
+    def ssl_endpoint_identification_algorithm(self) -> str: ...
+    @property
+    def extra(self) -> dict[str, str]: ...
+
 
 # librdkafka keys owned by a typed field; `kafka.extra` may not set them behind its back.
 _FIELD_OF_KEY = {

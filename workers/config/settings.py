@@ -1,8 +1,8 @@
 """Settings: defaults < pipeline YAML < `ONTIME_*` environment (``__`` nests) < CLI flags.
 
-Environment beats the YAML so an SRE can override a shipped pipeline file from a Helm values
-file or a compose `environment:` block without rebuilding the image; CLI flags beat both for
-one-off runs. Invalid values fail at start with a `ConfigError` that names the field.
+Environment beats the YAML so an SRE can override a shipped pipeline file from a deployment's
+environment (a Helm values file, a compose `environment:` block) without rebuilding the image;
+CLI flags beat both for one-off runs. Invalid values fail at start with a `ConfigError` that names the field.
 """
 
 from __future__ import annotations
@@ -199,3 +199,12 @@ class ObservabilitySettings(BaseModel):
 
 
 OntimeSettings.model_rebuild()  # resolve the forward reference to ObservabilitySettings above
+
+_ENV = OntimeSettings.model_config
+BOOTSTRAP_ENV = f"{_ENV.get('env_prefix')}KAFKA{_ENV.get('env_nested_delimiter')}BOOTSTRAP_SERVERS"
+"""`ONTIME_KAFKA__BOOTSTRAP_SERVERS`: names an existing cluster, so no local broker is started."""
+
+
+def bootstrap_from_env() -> str | None:
+    """The bootstrap servers of an existing cluster named by ONTIME_KAFKA__BOOTSTRAP_SERVERS, if any."""
+    return os.environ.get(BOOTSTRAP_ENV, "").strip() or None

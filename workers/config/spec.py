@@ -16,6 +16,8 @@ PIPELINES_DIR = _REPO / "pipelines"
 # Default of `OntimeSettings.models_dir`; a container or a test points it elsewhere.
 MODELS_DIR = _REPO / "models"
 STAGE_ORDER = ("preprocess", "infer", "postprocess")
+TOPIC_KINDS = ("raw", "features", "scores", "results", "late", "dlq", "control")
+"""The topics of a pipeline, in flow order, then the control topic (the fields of `Topics`)."""
 
 StageName = Literal["preprocess", "infer", "postprocess"]
 
@@ -90,13 +92,21 @@ class Topics(BaseModel):
         return self
 
     def all(self) -> list[str]:
-        names = [self.raw, self.features, self.scores, self.results, self.late, self.dlq, self.control]
+        names = [getattr(self, kind) for kind in TOPIC_KINDS]
         return names if self.events is None else [*names, self.events]
 
     def config_of(self, topic: str) -> tuple[int, dict[str, str]]:
-        """Partitions and topic configs: the control topic keeps the newest report per key."""
+        """Partitions and topic configs, the same wherever topics are created (workers/kafka/topics.py).
+
+        The control topic keeps the newest report per key. Results carry the broker's append time
+        (LogAppendTime): when the answer was durably there for consumers, whatever the producing
+        worker's clock; the bench judges "delivered by the deadline" by it. The input topics keep
+        CreateTime, since the first stage stamps a missing deadline from the record timestamp.
+        """
         if topic == self.control:
             return 1, {"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"}
+        if topic == self.results:
+            return self.partitions, {"message.timestamp.type": "LogAppendTime"}
         return self.partitions, {}
 
 

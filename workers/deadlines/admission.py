@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from workers.deadlines.budget import StageBudget
+from workers.messages import reasons
 from workers.messages.deadline import Deadline
+from workers.messages.reasons import ShedReason as LateReason
 
 CostFn = Callable[[int], float]
-LateReason = Literal["expired", "insufficient-budget"]
 
 
 def _free(n: int) -> float:
@@ -51,7 +51,7 @@ class Shed:
 
     def detail(self, stage: str) -> str:
         """Text for `ontime-error-detail`; starts with a parseable `overrun_ms=`."""
-        if self.reason == "expired":
+        if self.reason == reasons.EXPIRED:
             why = f"deadline passed {-self.remaining_ms:.1f} ms before {stage}"
         else:
             why = (
@@ -84,7 +84,7 @@ def plan(deadlines: Sequence[Deadline], now: float, budget: StageBudget, costs: 
     live: list[int] = []
     for i in order:
         if remaining[i] <= 0:
-            out.shed.append(Shed(i, "expired", -remaining[i], remaining[i], 0.0, reserve))
+            out.shed.append(Shed(i, reasons.EXPIRED, -remaining[i], remaining[i], 0.0, reserve))
         else:
             live.append(i)
     if not live:
@@ -119,4 +119,4 @@ def _cost(costs: Costs, m: int, on_fallback: int) -> float:
 
 
 def _insufficient(i: int, remaining: float, cost: float, reserve: float) -> Shed:
-    return Shed(i, "insufficient-budget", cost + reserve - remaining, remaining, cost, reserve)
+    return Shed(i, reasons.INSUFFICIENT_BUDGET, cost + reserve - remaining, remaining, cost, reserve)

@@ -1,69 +1,76 @@
-"""`ontime topics create|list|delete`: the pipeline's six topics, with partitions from its YAML.
+"""The pipeline's topics: create (idempotent, returns once every partition has a leader), list, delete.
 
-Create is idempotent and returns only once every partition has a leader, so a worker or a
-device started right after it never races topic creation.
+One copy for `ontime topics`, the demo, the benchmarks and the integration tests, so every one of
+them makes topics the same way, with the partitions and configs of `Topics.config_of` (results in
+LogAppendTime, the control topic compacted with one partition).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from workers.config.settings import OntimeSettings
+from workers.config.settings import KafkaSettings, OntimeSettings
+from workers.config.spec import Topics
 from workers.errors import BrokerError
 
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0
 
 
-def admin(settings: OntimeSettings) -> AdminClient:
-    return AdminClient({**settings.kafka.as_librdkafka_dict(), "client.id": "ontime-topics"})
+def admin_client(kafka: KafkaSettings, client_id: str = "ontime-admin", quiet: bool = False) -> AdminClient:
+    """An AdminClient on the configured cluster; `quiet` keeps librdkafka's own log lines off the terminal."""
+    conf: dict[str, str | int | float | bool] = {**kafka.as_librdkafka_dict(), "client.id": client_id}
+    if quiet:
+        conf["log_level"] = 2  # errors still reach the caller as exceptions
+    return AdminClient(conf)
 
 
-def create_topics(settings: OntimeSettings, timeout: float = READY_TIMEOUT_S) -> list[str]:
-    """Make every topic of the pipeline that does not exist yet; return the names it created."""
-    topics = settings.pipeline.topics
-    client = admin(settings)
+def pipeline_topics(topics: Topics) -> list[NewTopic]:
+    """The pipeline's topics as they are created everywhere, partitions and configs from `config_of`."""
+    return [
+        NewTopic(
+            name,
+            num_partitions=topics.config_of(name)[0],
+            replication_factor=topics.replication_factor,
+            config=topics.config_of(name)[1],
+        )
+        for name in topics.all()
+    ]
+
+
+def create(client: AdminClient, topics: Sequence[NewTopic], timeout: float = READY_TIMEOUT_S) -> list[str]:
+    """Create the topics that do not exist yet, wait until all are ready; return the names created."""
     existing = _existing(client)
-    wanted = [t for t in topics.all() if t not in existing]
+    wanted = [t for t in topics if t.topic not in existing]
     created: list[str] = []
     if wanted:
-        news = [
-            NewTopic(
-                t,
-                num_partitions=topics.config_of(t)[0],
-                replication_factor=topics.replication_factor,
-                config=topics.config_of(t)[1],
-            )
-            for t in wanted
-        ]
-        for name, future in client.create_topics(news, operation_timeout=timeout).items():
+        for name, future in client.create_topics(wanted, operation_timeout=timeout).items():
             try:
                 future.result(timeout=timeout)
                 created.append(name)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent create won
                     raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
-    wait_ready(client, topics.all(), timeout)
+    wait_ready(client, {t.topic: t.num_partitions for t in topics}, timeout)
     return created
 
 
-def wait_ready(client: AdminClient, names: list[str], timeout: float = READY_TIMEOUT_S) -> None:
-    """Block until metadata shows each topic with all its partitions led."""
+def wait_ready(client: AdminClient, partitions: Mapping[str, int], timeout: float = READY_TIMEOUT_S) -> None:
+    """Block until metadata shows each topic with its number of partitions, every one led."""
     deadline = time.monotonic() + timeout
     while True:
         meta = client.list_topics(timeout=5.0).topics
         pending = [
-            n
-            for n in names
-            if n not in meta
-            or meta[n].error is not None
-            or not meta[n].partitions
-            or any(p.leader < 0 for p in meta[n].partitions.values())
+            name
+            for name, count in partitions.items()
+            if name not in meta
+            or meta[name].error is not None
+            or len(meta[name].partitions) != count
+            or any(p.leader < 0 for p in meta[name].partitions.values())
         ]
         if not pending:
             return
@@ -72,9 +79,41 @@ def wait_ready(client: AdminClient, names: list[str], timeout: float = READY_TIM
         time.sleep(0.1)  # metadata has no change notification to wait on
 
 
+def delete(
+    client: AdminClient, names: Sequence[str], timeout: float = READY_TIMEOUT_S, wait: bool = True
+) -> list[str]:
+    """Delete those of `names` that exist and (`wait`) until metadata no longer lists them; return them."""
+    existing = _existing(client)
+    names = [n for n in names if n in existing]
+    if not names:
+        return []
+    for name, future in client.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BrokerError(f"cannot delete topic {name}: {exc.args[0].str()}") from None
+    deadline = time.monotonic() + timeout
+    while wait and (left := set(names) & _existing(client)):
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics still listed {timeout:.0f} s after being deleted: {sorted(left)}")
+        time.sleep(0.2)  # deletion has no completion event to wait on
+    return names
+
+
+def create_topics(settings: OntimeSettings, timeout: float = READY_TIMEOUT_S) -> list[str]:
+    """Make every topic of the pipeline that does not exist yet; return the names it created."""
+    return create(admin_client(settings.kafka), pipeline_topics(settings.pipeline.topics), timeout)
+
+
+def delete_topics(settings: OntimeSettings, timeout: float = READY_TIMEOUT_S) -> list[str]:
+    """Delete the pipeline's topics that exist; return the names deleted."""
+    return delete(admin_client(settings.kafka), settings.pipeline.topics.all(), timeout)
+
+
 def describe_topics(settings: OntimeSettings) -> list[tuple[str, int | None, int | None]]:
     """(name, partitions, replication factor) of each pipeline topic; None where it is missing."""
-    meta = admin(settings).list_topics(timeout=10.0).topics
+    meta = admin_client(settings.kafka).list_topics(timeout=10.0).topics
     rows: list[tuple[str, int | None, int | None]] = []
     for name in settings.pipeline.topics.all():
         topic = meta.get(name)
@@ -86,74 +125,8 @@ def describe_topics(settings: OntimeSettings) -> list[tuple[str, int | None, int
     return rows
 
 
-def delete_topics(settings: OntimeSettings, timeout: float = READY_TIMEOUT_S) -> list[str]:
-    """Delete the pipeline's topics that exist; return the names deleted."""
-    client = admin(settings)
-    names = [t for t in settings.pipeline.topics.all() if t in _existing(client)]
-    if not names:
-        return []
-    for name, future in client.delete_topics(names, operation_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise BrokerError(f"cannot delete topic {name}: {exc.args[0].str()}") from None
-    return names
-
-
 def _existing(client: AdminClient) -> set[str]:
     try:
         return set(client.list_topics(timeout=10.0).topics)
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka: {exc.args[0].str()}") from None
-
-
-# -- CLI -----------------------------------------------------------------------------------
-def register_cli(subparsers: Any) -> None:
-    """Add `topics create|list|delete`; each needs `args.load_settings()` from workers.cli.main."""
-    topics = subparsers.add_parser("topics", help="create, list or delete the pipeline's topics")
-    verbs = topics.add_subparsers(dest="topics_verb", required=True, metavar="VERB")
-    verbs.add_parser("create", help="create missing topics (idempotent), wait until ready").set_defaults(
-        func=_cmd_create
-    )
-    verbs.add_parser("list", help="the pipeline's topics with partitions and replication").set_defaults(
-        func=_cmd_list
-    )
-    delete = verbs.add_parser("delete", help="delete the pipeline's topics and their data")
-    delete.add_argument("--yes", action="store_true", help="really delete (required)")
-    delete.set_defaults(func=_cmd_delete)
-
-
-def _cmd_create(args: argparse.Namespace) -> int:
-    settings: OntimeSettings = args.load_settings()
-    created = create_topics(settings)
-    topics = settings.pipeline.topics
-    for name in topics.all():
-        state = "created" if name in created else "exists"
-        print(f"{name:32} {state:8} partitions={topics.partitions} rf={topics.replication_factor}")
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    settings: OntimeSettings = args.load_settings()
-    want = settings.pipeline.topics.partitions
-    missing = 0
-    print(f"{'topic':32} {'partitions':>10} {'rf':>3}")
-    for name, partitions, rf in describe_topics(settings):
-        if partitions is None:
-            missing += 1
-            print(f"{name:32} {'missing':>10}")
-            continue
-        note = "" if partitions == want else f"  (config says {want})"
-        print(f"{name:32} {partitions:>10} {rf:>3}{note}")
-    return 1 if missing else 0
-
-
-def _cmd_delete(args: argparse.Namespace) -> int:
-    settings: OntimeSettings = args.load_settings()
-    if not args.yes:
-        print(f"refusing to delete {', '.join(settings.pipeline.topics.all())} without --yes")
-        return 2
-    deleted = delete_topics(settings)
-    print(f"deleted {len(deleted)} topics: {', '.join(deleted) or '-'}")
-    return 0

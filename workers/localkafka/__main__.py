@@ -1,5 +1,5 @@
-"""`python -m workers.localkafka fetch|up|down|status`: the local broker without the `ontime` CLI."""
+"""`python -m workers.localkafka fetch|up|down|status|logs`: the local broker without the `ontime` CLI."""
 
-from workers.localkafka.broker import main
+from workers.localkafka.cli import main
 
 raise SystemExit(main())

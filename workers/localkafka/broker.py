@@ -10,7 +10,6 @@ ONTIME_KAFKA__BOOTSTRAP_SERVERS names an existing cluster, the CLI uses that and
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -42,20 +41,15 @@ from workers.localkafka.jars import JarFetchError, ensure_jars
 from workers.localkafka.secure import ADMIN, Credentials, secure_properties
 
 __all__ = [
-    "BOOTSTRAP_ENV",
     "BrokerError",
     "BrokerStartError",
     "BrokerState",
     "JarFetchError",
     "LocalBroker",
-    "bootstrap_from_env",
     "default_state_dir",
     "ensure_jars",
-    "main",
-    "register_cli",
 ]
 
-BOOTSTRAP_ENV = "ONTIME_KAFKA__BOOTSTRAP_SERVERS"
 _JVM_FLAGS = [
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
@@ -67,12 +61,6 @@ _JVM_FLAGS = [
 
 class BrokerStartError(BrokerError):
     """The broker process failed or did not become ready; the message carries the log tail."""
-
-
-def bootstrap_from_env() -> str | None:
-    """The bootstrap servers of an existing cluster named by ONTIME_KAFKA__BOOTSTRAP_SERVERS, if any."""
-    value = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    return value or None
 
 
 def default_state_dir(secure: bool = False) -> Path:
@@ -567,21 +555,3 @@ def _write_atomic(path: Path, text: str) -> None:
     partial = path.with_suffix(path.suffix + ".partial")
     partial.write_text(text)
     partial.replace(path)
-
-
-def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `broker up|down|status|logs|fetch` to the `ontime` CLI (see workers/broker_cli.py)."""
-    from workers.localkafka.cli import register_cli as register
-
-    register(subparsers)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m workers.localkafka.broker VERB`: the same verbs as `ontime broker VERB`."""
-    from workers.localkafka.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

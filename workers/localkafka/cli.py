@@ -2,7 +2,7 @@
 
 `--secure` picks the TLS + SCRAM broker (own state dir <cache>/broker-secure, default ports
 19094/19095) and, on `up`, applies the pipeline's least-privilege ACLs (docs/security.md).
-Every verb sets `func(args) -> int` (the exit code), as workers/cli.py expects.
+Every verb sets `func(args) -> int` (the exit code), as workers/cli/main.py expects.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from workers.config.settings import BOOTSTRAP_ENV, bootstrap_from_env
 from workers.errors import BrokerError
-from workers.localkafka.broker import BOOTSTRAP_ENV, LocalBroker, bootstrap_from_env
+from workers.localkafka.broker import LocalBroker
 from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, KAFKA_VERSION, port_is_free
 from workers.localkafka.jars import JarFetchError, ensure_jars
 from workers.localkafka.secure_cli import add_rotate, apply_pipeline_acls, describe_credentials
@@ -185,8 +186,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m workers.localkafka.broker VERB`: the same verbs as `ontime broker VERB`."""
-    parser = argparse.ArgumentParser(prog="python -m workers.localkafka.broker")
+    """`python -m workers.localkafka VERB`: the same verbs as `ontime broker VERB`."""
+    parser = argparse.ArgumentParser(prog="python -m workers.localkafka")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["broker", *(argv if argv is not None else sys.argv[1:])])
     code: int = args.func(args)

@@ -15,7 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-SYSTEMIC_REASONS = frozenset({"model-error"})
+from workers.messages.reasons import MODEL_ERROR
+
+SYSTEMIC_REASONS = frozenset({MODEL_ERROR})
 
 
 class DlqBreaker:
@@ -61,7 +63,7 @@ class DlqBreaker:
         self._opened_at = self._clock()
         self.trips += 1
         self.reason = (
-            f"circuit open: {bad} of the last {seen} frames failed in the model (model-error); "
+            f"circuit open: {bad} of the last {seen} frames failed in the model ({MODEL_ERROR}); "
             f"input paused, retrying one batch every {self.cooldown_s:.0f} s"
         )
 

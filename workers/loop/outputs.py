@@ -16,8 +16,8 @@ from confluent_kafka import KafkaError
 
 from workers.messages import headers as h
 from workers.messages.envelope import Envelope
+from workers.messages.reasons import TOO_LARGE
 
-TOO_LARGE = "too-large"
 # Per-record refusals: retrying the same bytes can never succeed, so the record is dead-lettered.
 REFUSED_CODES = frozenset(
     {

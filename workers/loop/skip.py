@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from workers.messages import headers as h
+from workers.messages.reasons import SKIPPED
 
 MIN_SKIP = 32  # a shorter hopeless run is cheaper to shed frame by frame than to look up
 CHECK_EVERY_MS = 50.0  # per partition: offsets_for_times is a broker round trip
-SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

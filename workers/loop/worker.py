@@ -45,6 +45,7 @@ from workers.loop.control import ControlReader, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.skip import Skip, find_skip, skip_headers
+from workers.messages import reasons
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
 from workers.messages.headers import CONTENT_TYPE, ID, HeaderList, as_dict
@@ -159,7 +160,7 @@ class StageWorker:
         self._lag_every_s = lag_every_s
         self._errors_logged: dict[int, float] = {}
         self.refused: KafkaRefused | None = None  # why Kafka refused us, if it did: run() raises it
-        self.counts = {"emit": 0, "late": 0, "dlq": 0, "skipped": 0}
+        self.counts = {"emit": 0, "late": 0, "dlq": 0, reasons.SKIPPED: 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -310,7 +311,14 @@ class StageWorker:
         for skip in skips:
             self.consumer.seek(TopicPartition(skip.topic, skip.partition, skip.end))
             self._early = [m for m in self._early if not _skipped(m, [skip])]
-            event(log, "skipped", logging.DEBUG, stage=self.name, partition=skip.partition, frames=skip.count)
+            event(
+                log,
+                reasons.SKIPPED,
+                logging.DEBUG,
+                stage=self.name,
+                partition=skip.partition,
+                frames=skip.count,
+            )
         return skips
 
     def _fill_by_deadline(self, batcher: DeadlineBatcher[Message], taken: list[Message]) -> list[Message]:
@@ -357,7 +365,9 @@ class StageWorker:
                 )
             except Exception as exc:  # any header a device could garble: never crash on input
                 env = _unreadable(msg, taken)
-                rejected.append(Routed(first, Outcome("dlq", env, "poison", f"unreadable record: {exc}")))
+                rejected.append(
+                    Routed(first, Outcome("dlq", env, reasons.POISON, f"unreadable record: {exc}"))
+                )
             else:
                 envelopes.append(env)
             assert env.source is not None
@@ -459,7 +469,7 @@ class StageWorker:
                 outputs.append(
                     Output(self.pipeline.topics.late, None, None, headers, stage=self.stages[0].name)
                 )
-                self.counts["skipped"] += skip.count
+                self.counts[reasons.SKIPPED] += skip.count
         return outputs, outcomes
 
     def _settle_in_transaction(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workers.errors import BadContentType, BadShape
+from workers.messages import headers as h
 
 TENSOR_MIME = "application/x-ontime-tensor"
 JSON_MIME = "application/json"
@@ -34,7 +35,7 @@ class ContentType:
     @classmethod
     def parse(cls, text: str | None) -> ContentType:
         if not text or not text.strip():
-            raise BadContentType("missing ontime-content-type header")
+            raise BadContentType(f"missing {h.CONTENT_TYPE} header")
         if len(text) > MAX_CHARS:
             raise BadContentType(f"content type is {len(text)} characters long; at most {MAX_CHARS}")
         mime, *rest = (p.strip() for p in text.split(";"))

@@ -1,4 +1,5 @@
-"""Names of the `ontime-*` Kafka headers (DESIGN.md), and reading them from untrusted records.
+"""Names of the `ontime-*` Kafka headers (docs/contract.md; no other module spells them), and reading
+them from untrusted records.
 
 Trust rules (docs/reliability.md):
 

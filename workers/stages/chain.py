@@ -18,6 +18,7 @@ from workers.errors import ConfigError
 from workers.messages.deadline import now_ms
 from workers.messages.envelope import Envelope
 from workers.messages.outcome import Outcome
+from workers.messages.reasons import MODEL_ERROR
 from workers.stages.stage import Stage, build_stage
 from workers.telemetry.hooks import NOOP, Telemetry
 from workers.telemetry.logs import event
@@ -90,7 +91,7 @@ def _process(stage: Stage, batch: list[Envelope], telemetry: Telemetry) -> list[
         try:
             outcomes.extend(stage.process([env], telemetry))
         except Exception as exc:
-            outcomes.append(Outcome("dlq", env, "model-error", f"{type(exc).__name__}: {exc}"))
+            outcomes.append(Outcome("dlq", env, MODEL_ERROR, f"{type(exc).__name__}: {exc}"))
     return outcomes
 
 

@@ -7,18 +7,19 @@ exactly what was verified against its card.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from schemas.card import ModelCard
-from workers.config.spec import MODELS_DIR
+from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
 from workers.errors import ModelError
 
 
 def variant_dir(ref: str, root: Path = MODELS_DIR) -> Path:
-    """`acoustic/classifier` → models/acoustic/classifier."""
+    """`acoustic/classifier` → <root>/acoustic/classifier (root: `settings.models_dir`, default models/)."""
     return root / ref
 
 
@@ -38,6 +39,38 @@ def load_verified(ref: str, root: Path = MODELS_DIR) -> tuple[ModelCard, bytes]:
             f"model {ref}: sha256 of {card.file} is {actual}, its card says {card.sha256}; refusing to load"
         )
     return card, blob
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One model a pipeline names, verified (or not) against its card."""
+
+    stage: str
+    role: str  # primary, fallback, gate
+    ref: str
+    ok: bool
+    detail: str
+    card: ModelCard | None = None
+
+
+def check_models(pipeline: PipelineSpec, root: Path = MODELS_DIR) -> list[Check]:
+    """One check per (stage, primary|fallback|gate) model the pipeline names, as workers would load them."""
+    checks: list[Check] = []
+    for name in STAGE_ORDER:
+        spec = pipeline.stages[name]  # type: ignore[index]
+        refs = [("primary", spec.model)] + ([("fallback", spec.fallback)] if spec.fallback else [])
+        gate = getattr(spec, "gate", None)
+        if gate is not None:
+            refs.append(("gate", gate.model))
+        for role, ref in refs:
+            try:
+                card, blob = load_verified(ref, root)
+            except ModelError as exc:
+                checks.append(Check(name, role, ref, False, str(exc)))
+                continue
+            detail = f"{card.name} {card.version} sha256 {card.sha256[:16]}… {len(blob):,} bytes"
+            checks.append(Check(name, role, ref, True, detail, card))
+    return checks
 
 
 class OnnxModel:

@@ -37,7 +37,7 @@ from workers.deadlines.budget import StageBudget
 from workers.deadlines.costs import CostModel, Line
 from workers.deadlines.reserve import DownstreamReserve, LatencyBoard
 from workers.errors import BadDtype, BadSamples, BadShape, ModelError, PoisonMessage
-from workers.messages import codec
+from workers.messages import codec, reasons
 from workers.messages.deadline import Clock, now_ms
 from workers.messages.envelope import Envelope
 from workers.messages.frames import load_decoder
@@ -339,8 +339,8 @@ class Stage:
             over = -batch[i].deadline.remaining_ms(now)
             if self.pipeline.late_policy == "route":
                 detail = f"overrun_ms={over:.1f}; finished {self.name} {over:.1f} ms after the deadline"
-                outcomes[i] = Outcome("late", batch[i], "missed", detail)
-                self.shed["missed"] += 1
+                outcomes[i] = Outcome("late", batch[i], reasons.MISSED, detail)
+                self.shed[reasons.MISSED] += 1
             elif status[i] != "late":
                 status[i] = "late"
                 outcomes[i] = Outcome("emit", self._mark_late(outcome.envelope))

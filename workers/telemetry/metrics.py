@@ -1,4 +1,4 @@
-"""Prometheus metrics of a worker, named per DESIGN.md, in a registry of its own.
+"""Prometheus metrics of a worker, named as docs/contract.md lists them, in a registry of its own.
 
 Every series carries `pipeline` and `stage`; the stage is found from the topic a message was
 consumed from, so one `Metrics` can watch all stages a process runs. Counts are taken in

@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from workers.aggregate.names import STAGE, changelog_topic
-from workers.config.settings import OntimeSettings, load_settings
+from workers.config.settings import BOOTSTRAP_ENV, OntimeSettings, load_settings
 from workers.config.spec import STAGE_ORDER
-from workers.errors import OntimeError
-from workers.localkafka.broker import BrokerError, LocalBroker, bootstrap_from_env, default_state_dir
-from workers.localkafka.config import DEFAULT_CONTROLLER_PORT, DEFAULT_PORT, port_is_free
-from workers.localkafka.jars import JarFetchError
+from workers.errors import BrokerError, OntimeError
+from workers.kafka.groups import group_members, wait_assigned
+from workers.kafka.topics import admin_client, create_topics, delete, delete_topics
+from workers.localkafka.find import FoundBroker, find_or_start
+from workers.messages import headers as h
+from workers.stages.model import check_models
 from workers.tools.demo_events import PARTIAL, StreamedRun, run_stream, spawn_aggregator
 from workers.tools.devices import Fleet, LabelledClip, SendReport, load_clips
 from workers.tools.liveview import LiveView, ResultsReader, Tally, results_jsonl
@@ -97,102 +99,44 @@ class DemoOutcome:
 
 
 # -- broker -------------------------------------------------------------------------------------
-@dataclass
-class _Broker:
-    bootstrap: str
-    started: LocalBroker | None  # set only if this demo started it
-    where: str
-
-
-def _find_or_start_broker(out: TextIO) -> _Broker:
-    external = bootstrap_from_env()
-    if external is not None:
-        return _Broker(external, None, "existing cluster from ONTIME_KAFKA__BOOTSTRAP_SERVERS")
-    broker = LocalBroker(default_state_dir())
-    running = broker.state()
-    if running is not None:
-        return _Broker(running.bootstrap, None, f"local broker already running (pid {running.pid})")
-    _say(out, "starting a local Kafka broker (the first run fetches its jars with Maven, once)…")
-    defaults_free = port_is_free(DEFAULT_PORT) and port_is_free(DEFAULT_CONTROLLER_PORT)
-    ports = (DEFAULT_PORT, DEFAULT_CONTROLLER_PORT) if defaults_free else (None, None)
+def _find_or_start_broker(out: TextIO) -> FoundBroker:
     try:
-        bootstrap = broker.start(port=ports[0], controller_port=ports[1])
-    except (BrokerError, JarFetchError) as exc:
+        return find_or_start(announce=lambda text: _say(out, text))
+    except BrokerError as exc:  # JarFetchError too
         raise DemoError(f"could not start a local Kafka broker: {exc}") from None
-    return _Broker(bootstrap, broker, f"local broker started by the demo ({broker.state_dir})")
 
 
 # -- models and topics -------------------------------------------------------------------------
 def _check_models(settings: OntimeSettings) -> list[str]:
-    """Every stage's model, verified against its card before any process is started."""
-    from workers.stages.model import load_verified
-
-    names = []
-    for stage in STAGE_ORDER:
-        ref = settings.pipeline.stages[stage].model  # type: ignore[index]
-        try:
-            card, _ = load_verified(ref, settings.models_dir)
-        except OntimeError as exc:
-            raise DemoError(
-                f"{stage}: {exc}\n  build the models first (see README: `ontime models build`)"
-            ) from None
-        names.append(f"{stage}={getattr(card, 'name', ref)}")
-    return names
-
-
-def _admin(settings: OntimeSettings) -> Any:
-    from confluent_kafka.admin import AdminClient
-
-    # Errors reach the demo as exceptions; librdkafka's own log lines would only garble the view.
-    conf: dict[str, str | int | float | bool] = {
-        **settings.kafka.as_librdkafka_dict(),
-        "client.id": "ontime-demo",
-        "log_level": 2,
-    }
-    return AdminClient(conf)
-
-
-def _group_members(admin: Any, groups: list[str]) -> dict[str, list[Any]]:
-    """Members of each consumer group (an unknown or dead group has none)."""
-    out: dict[str, list[Any]] = {g: [] for g in groups}
-    for group, future in admin.describe_consumer_groups(groups, request_timeout=10).items():
-        with contextlib.suppress(Exception):  # a group that does not exist yet is simply empty
-            out[group] = list(future.result().members)
-    return out
+    """Every model the pipeline serves, verified against its card before any process is started."""
+    checks = check_models(settings.pipeline, settings.models_dir)
+    failed = [f"{c.stage} {c.role}: {c.detail}" for c in checks if not c.ok]
+    if failed:
+        raise DemoError("\n".join(failed) + "\n  build the models first (see README: `ontime models build`)")
+    return [f"{c.stage}={c.card.name if c.card else c.ref}" for c in checks if c.role == "primary"]
 
 
 def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) -> None:
     """Delete and recreate the pipeline's topics and forget the stages' offsets: no old frame mixes in."""
-    from workers.kafka.topics import create_topics, delete_topics
-
-    admin = _admin(settings)
+    admin = admin_client(settings.kafka, "ontime-demo", quiet=True)
     try:
         admin.list_topics(timeout=10)
     except Exception as exc:  # KafkaException: say which cluster and what to do, at once
         raise DemoError(
             f"cannot reach Kafka at {settings.kafka.bootstrap_servers} ({exc}); start one with "
-            "`ontime broker up`, or unset ONTIME_KAFKA__BOOTSTRAP_SERVERS to let the demo start one"
+            f"`ontime broker up`, or unset {BOOTSTRAP_ENV} to let the demo start one"
         ) from None
     groups = [settings.pipeline.group_id(s) for s in (*STAGE_ORDER, STAGE)]
     deadline = time.monotonic() + timeout
-    while busy := {g: len(m) for g, m in _group_members(admin, groups).items() if m}:
+    while busy := {g: len(m) for g, m in group_members(admin, groups).items() if m}:
         if time.monotonic() > deadline:
             raise DemoError(
                 f"stage workers of this pipeline are already running ({busy}); stop them first "
                 "(the demo starts its own)"
             )
         time.sleep(1.0)  # a worker that just left may still be listed until its session ends
-    deleted = delete_topics(settings)
-    changelog = changelog_topic(settings)  # the aggregator's state of an earlier run
-    if changelog in admin.list_topics(timeout=10).topics:
-        for future in admin.delete_topics([changelog], operation_timeout=30).values():
-            with contextlib.suppress(Exception):
-                future.result()
-        deleted.append(changelog)
-    while deleted and set(deleted) & set(admin.list_topics(timeout=10).topics):
-        if time.monotonic() > deadline:
-            raise DemoError(f"topics {deleted} still exist {timeout:.0f} s after being deleted")
-        time.sleep(0.2)  # deletion has no completion event to wait on
+    delete_topics(settings, timeout)
+    delete(admin, [changelog_topic(settings)], timeout)  # the aggregator's state of an earlier run
     for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
         with contextlib.suppress(Exception):  # groups that never existed
             future.result()
@@ -234,30 +178,28 @@ def _start_workers(
 
 def _wait_ready(settings: OntimeSettings, workers: list[_Worker], timeout: float, out: TextIO) -> None:
     """Until each stage's group has a member holding partitions; a dead worker fails at once."""
-    admin = _admin(settings)
-    started = time.monotonic()
-    pending = {w.stage: w for w in workers}
-    while pending:
+    by_group = {settings.pipeline.group_id(w.stage): w for w in workers}
+
+    def check_alive() -> None:
         for w in workers:
             code = w.proc.poll()
             if code is not None:
                 raise DemoError(
                     f"worker {w.stage} exited with code {code}; last lines of {w.log}:\n{w.tail()}"
                 )
-        groups = {settings.pipeline.group_id(s): s for s in pending}
-        for group, members in _group_members(admin, list(groups)).items():
-            held = sum(len(m.assignment.topic_partitions) for m in members if m.assignment)
-            if held:
-                w = pending.pop(groups[group])
-                waited = time.monotonic() - w.spawned
-                _say(out, f"  {w.stage:<12} ready in {waited:4.1f} s  (pid {w.proc.pid}, {held} partitions)")
-        if pending and time.monotonic() - started > timeout:
-            tails = "\n".join(f"  {w.stage} ({w.log}):\n{w.tail()}" for w in pending.values())
-            raise DemoError(
-                f"stages {', '.join(pending)} not ready after {timeout:.0f} s; worker logs:\n{tails}"
-            )
-        if pending:
-            time.sleep(0.25)  # group membership has no change notification
+
+    def assigned(group: str, held: int) -> None:
+        w = by_group[group]
+        waited = time.monotonic() - w.spawned
+        _say(out, f"  {w.stage:<12} ready in {waited:4.1f} s  (pid {w.proc.pid}, {held} partitions)")
+
+    admin = admin_client(settings.kafka, "ontime-demo", quiet=True)
+    pending = wait_assigned(admin, list(by_group), timeout, check_alive, assigned)
+    if pending:
+        late = [by_group[g] for g in sorted(pending)]
+        tails = "\n".join(f"  {w.stage} ({w.log}):\n{w.tail()}" for w in late)
+        names = ", ".join(w.stage for w in late)
+        raise DemoError(f"stages {names} not ready after {timeout:.0f} s; worker logs:\n{tails}")
 
 
 def _stop_workers(workers: list[_Worker], timeout: float = 30.0) -> dict[str, int | None]:
@@ -293,7 +235,7 @@ def run_demo(
         # The run files are scratch: keep them out of git without touching the repo's .gitignore.
         (run_dir.parent / ".gitignore").write_text("*\n")
     outcome = DemoOutcome(run_dir)
-    broker = _Broker(bootstrap, None, "given by the caller") if bootstrap else _find_or_start_broker(out)
+    broker = FoundBroker(bootstrap, None, "given by the caller") if bootstrap else _find_or_start_broker(out)
     _say(out, f"broker: {broker.bootstrap} — {broker.where}")
     settings = _with_bootstrap(settings, broker.bootstrap)
     workers: list[_Worker] = []
@@ -489,7 +431,7 @@ def _summary(
     report: SendReport,
     tally: Tally,
     outcome: DemoOutcome,
-    broker: _Broker,
+    broker: FoundBroker,
 ) -> str:
     spec = settings.pipeline
     e2e, stages = tally.run_summary()
@@ -529,7 +471,7 @@ def _summary(
         lines.append(_row(f"{stage} compute", compute))
         lines.append(_row(f"{stage} total", total, spec.stage_budget_ms(stage)))
     lines.append(
-        "  (end-to-end = completed_ms − captured_ms of each result; stage times from its ontime-stage-ms)"
+        f"  (end-to-end = completed_ms − captured_ms of each result; stage times from its {h.STAGE_MS})"
     )
     lines.append("")
     if outcome.problems:
@@ -580,7 +522,7 @@ def _write_files(run_dir: Path, report: SendReport, tally: Tally, out: TextIO) -
 
 
 def _write_report(tally: Tally, run_dir: Path, out: TextIO) -> list[Path]:
-    """The budget report (workers/report.py: write_report(results, out_dir)), when it exists."""
+    """The budget report (workers/tools/report.py: write_report(results, out_dir)), when it exists."""
     try:
         report = importlib.import_module("workers.tools.report")
     except ModuleNotFoundError:

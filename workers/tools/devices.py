@@ -35,6 +35,7 @@ from workers.errors import BrokerError, ConfigError, PoisonMessage
 from workers.messages import headers as h
 from workers.messages.codec import ContentType
 from workers.messages.frames import load_decoder
+from workers.tools.device_frames import DEVICE_PREFIX, device_ids, frame_headers
 
 __all__ = [
     "DEVICE_PREFIX",
@@ -53,8 +54,6 @@ __all__ = [
     "schedule",
 ]
 
-DEVICE_PREFIX = "dev-"  # when the pipeline declares no `devices.key_prefix`
-
 
 class LabelledClip(Protocol):
     """What a pipeline's `devices.source(split)` returns: a known label and the device's bytes."""
@@ -65,11 +64,6 @@ class LabelledClip(Protocol):
     def payload(self) -> bytes: ...
     @property
     def source(self) -> str: ...
-
-
-def device_ids(count: int, prefix: str = DEVICE_PREFIX) -> list[str]:
-    """`mic-0001` … : the Kafka key of each simulated device."""
-    return [f"{prefix}{i:04d}" for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +97,6 @@ def schedule(
             yield Send(at, device, seq)
             sent += 1
         seq += 1
-
-
-def frame_headers(
-    frame_id: str, captured_ms: int, content_type: str, deadline_ms: int | None
-) -> h.HeaderList:
-    """Headers a device puts on a raw frame; without a deadline the first stage stamps one."""
-    out: h.HeaderList = [
-        (h.ID, frame_id.encode()),
-        (h.CAPTURED_MS, str(captured_ms).encode()),
-        (h.CONTENT_TYPE, content_type.encode()),
-    ]
-    if deadline_ms is not None:
-        out.append((h.DEADLINE_MS, str(deadline_ms).encode()))
-    return out
 
 
 def load_clips(spec: PipelineSpec, split: str = "eval") -> list[LabelledClip]:
@@ -374,8 +354,8 @@ def kcat_example(settings: OntimeSettings, frame_file: str | None = None, device
         f"-b {settings.kafka.bootstrap_servers}",
         f"-t {spec.topics.raw}",
         f"-k {device or device_ids(1, prefix)[0]}",
-        "-H ontime-id=$(cat /proc/sys/kernel/random/uuid)",
-        "-H ontime-captured-ms=$(date +%s%3N)",
+        f"-H {h.ID}=$(cat /proc/sys/kernel/random/uuid)",
+        f"-H {h.CAPTURED_MS}=$(date +%s%3N)",
         f"-H {shlex.quote(h.CONTENT_TYPE + '=' + spec.frame.content_type)}",
         shlex.quote(frame_file or frame_file_name(spec.frame.content_type)),
     ]
@@ -396,7 +376,7 @@ def register_cli(subparsers: Any) -> None:
     bound.add_argument("--duration", type=float, default=None, help="seconds to run (default 10)")
     bound.add_argument("--frames", type=int, default=None, help="total frames over the fleet")
     sim.add_argument("--seed", type=int, default=0, help="fixes the order of the clips")
-    sim.add_argument("--no-deadline", action="store_true", help="omit ontime-deadline-ms (stage 1 stamps it)")
+    sim.add_argument("--no-deadline", action="store_true", help=f"omit {h.DEADLINE_MS} (stage 1 stamps it)")
     sim.add_argument("--topic", default=None, help="topic to publish to (default: the pipeline's raw topic)")
     sim.add_argument("--labels-out", type=Path, default=None, help="write id→label JSON lines here")
     from workers.tools.stream import add_stream_args

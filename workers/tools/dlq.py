@@ -160,7 +160,7 @@ def register_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser("dlq", help="re-drive dead letters after a fix")
     verbs = parser.add_subparsers(dest="dlq_verb", required=True, metavar="VERB")
     cmd = verbs.add_parser("redrive", help="produce dead letters back to their source topic, fresh deadline")
-    cmd.add_argument("--reason", default=None, help="only letters with this ontime-error-reason")
+    cmd.add_argument("--reason", default=None, help=f"only letters with this {h.ERROR_REASON}")
     cmd.add_argument("--dry-run", action="store_true", help="count what would be re-driven; commit nothing")
     cmd.add_argument("--timeout", type=float, default=60.0, help="seconds to read the DLQ to its end")
     cmd.set_defaults(func=_cmd_redrive)

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from workers.config.settings import BOOTSTRAP_ENV
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +21,7 @@ def spawn_worker(
     stage: str, pipeline: str, bootstrap: str, log: Path, flags: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
     """Start `ontime --pipeline P [flags] worker --stage stage`, its output appended to `log`."""
-    env = {**os.environ, "ONTIME_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, BOOTSTRAP_ENV: bootstrap, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, *flags, "worker", "--stage", stage]
     with log.open("ab") as sink:
         return subprocess.Popen(

@@ -28,7 +28,7 @@ import numpy as np
 
 from workers.config.settings import OntimeSettings
 from workers.errors import BrokerError
-from workers.tools.devices import DEVICE_PREFIX, device_ids, frame_headers
+from workers.tools.device_frames import DEVICE_PREFIX, device_ids, frame_headers
 from workers.tools.events.scoring import Truth, write_truth
 
 SAMPLE_RATE = 16_000

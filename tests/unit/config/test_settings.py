@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workers.config.settings import load_settings
+from workers.config.settings import BOOTSTRAP_ENV, bootstrap_from_env, load_settings
 from workers.errors import ConfigError
 
 
@@ -74,3 +74,12 @@ def test_secrets_reach_librdkafka_but_not_repr() -> None:
     assert conf["sasl.password"] == "hunter2"
     assert conf["linger.ms"] == "3"
     assert "hunter2" not in repr(settings)
+
+
+def test_bootstrap_from_env_names_an_existing_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    assert bootstrap_from_env() is None
+    monkeypatch.setenv(BOOTSTRAP_ENV, "  ")
+    assert bootstrap_from_env() is None
+    monkeypatch.setenv(BOOTSTRAP_ENV, "kafka-0:9092,kafka-1:9092")
+    assert bootstrap_from_env() == "kafka-0:9092,kafka-1:9092"

@@ -11,17 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from workers.config.settings import BOOTSTRAP_ENV
 from workers.localkafka import broker as broker_mod
 from workers.localkafka import cli as broker_cli
-from workers.localkafka.broker import (
-    BOOTSTRAP_ENV,
-    BrokerStartError,
-    BrokerState,
-    LocalBroker,
-    bootstrap_from_env,
-    default_state_dir,
-    register_cli,
-)
+from workers.localkafka.broker import BrokerStartError, BrokerState, LocalBroker, default_state_dir
 from workers.localkafka.cds import adopt_archive, archive_path, class_sharing_flags
 from workers.localkafka.config import (
     KAFKA_VERSION,
@@ -144,15 +137,6 @@ def test_port_checks_see_a_listener() -> None:
         assert free_port(exclude=frozenset({busy})) != busy
 
 
-def test_bootstrap_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
-    assert bootstrap_from_env() is None
-    monkeypatch.setenv(BOOTSTRAP_ENV, "  ")
-    assert bootstrap_from_env() is None
-    monkeypatch.setenv(BOOTSTRAP_ENV, "kafka-0:9092,kafka-1:9092")
-    assert bootstrap_from_env() == "kafka-0:9092,kafka-1:9092"
-
-
 def _state(tmp_path: Path, pid: int) -> BrokerState:
     return BrokerState(
         pid=pid,
@@ -212,7 +196,7 @@ def test_log_tail_keeps_the_last_lines(tmp_path: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ontime")
-    register_cli(parser.add_subparsers(dest="command", required=True))
+    broker_cli.register_cli(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

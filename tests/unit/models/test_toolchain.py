@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx  # the dev extra: present wherever the tests run
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from models.toolchain import cards, latency, quantize, render_cards, stats  # noqa: E402
-from schemas.card import Interval, Lineage, ModelCard  # noqa: E402
+from models.toolchain import cards, latency, quantize, render_cards, stats
+from schemas.card import Interval, Lineage, ModelCard
 
 
 @pytest.mark.parametrize(

@@ -14,22 +14,10 @@ from workers.deadlines.costs import Line
 from workers.messages import headers as h
 from workers.messages.deadline import Deadline
 from workers.messages.envelope import Envelope, Source
-from workers.stages.model import load_verified
 from workers.stages.stage import Stage, build_stage
 
 NOW = 1_700_000_000_000.0
 PCM = "audio/pcm;format=s16le;rate=16000;channels=1"
-
-
-def _models_present() -> bool:
-    try:
-        load_verified(load_settings("acoustic").pipeline.stages["preprocess"].model)
-    except Exception:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _models_present(), reason="acoustic models not built")
 
 
 class FakeClock:

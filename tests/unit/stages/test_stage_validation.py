@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
-from tests.unit.stages.test_stage_deadlines import NOW, FakeClock, _models_present
+from tests.unit.stages.test_stage_deadlines import NOW, FakeClock
 from workers.config.settings import load_settings
 from workers.config.spec import PipelineSpec
 from workers.deadlines.costs import Line
@@ -20,7 +19,6 @@ from workers.messages.envelope import Envelope, Source
 from workers.stages.chain import run_chain
 from workers.stages.stage import InferStage, Stage, build_stage
 
-pytestmark = pytest.mark.skipif(not _models_present(), reason="acoustic models not built")
 PCM = "audio/pcm;format=s16le;rate=16000;channels=1"
 FEATURES = codec.tensor_content_type(np.dtype("float32"), (1, 40, 101))
 

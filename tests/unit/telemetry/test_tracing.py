@@ -287,10 +287,10 @@ def test_revoked_partitions_end_their_spans(
 
 def test_otlp_export_reaches_a_collector(monkeypatch: pytest.MonkeyPatch) -> None:
     """OTLP/HTTP from the OTEL_* variables alone, received by a local HTTP endpoint."""
-    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
+    import opentelemetry.exporter.otlp.proto.http  # noqa: F401  (the otlp extra; make setup installs it)
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     from workers.telemetry.tracing import tracer_provider

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from workers.config.settings import OntimeSettings
+from workers.messages.reasons import EXPIRED, INSUFFICIENT_BUDGET, MISSED, SKIPPED
 from workers.tools.bench.harness import (
     BenchError,
     Collector,
@@ -83,11 +84,11 @@ class Load:
 
     @property
     def shed(self) -> int:
-        return self.late["expired"] + self.late["insufficient-budget"] + self.late["skipped"]
+        return self.late[EXPIRED] + self.late[INSUFFICIENT_BUDGET] + self.late[SKIPPED]
 
     @property
     def admitted(self) -> int:
-        return self.results + self.late["missed"]
+        return self.results + self.late[MISSED]
 
 
 def measure_capacity(
@@ -190,7 +191,7 @@ def run_load(
                 load.burn.setdefault(stage, []).append((queue, compute))
         elif seen.kind == "late":
             load.late[seen.reason] += 1
-            if seen.reason != "missed":
+            if seen.reason != MISSED:
                 load.shed_at[seen.stage] += 1
             else:
                 load.missed_at[seen.stage] += 1
@@ -215,7 +216,7 @@ def render(loads: list[Load]) -> str:
         rows.append(
             f"| {x.factor:g}× | {x.achieved:.0f} | {x.sent} | {x.admitted} | {_pct(x.on_time, x.admitted)} "
             f"| {_pct(x.delivered_by_deadline, x.results)} | {_pct(x.shed, x.sent)} "
-            f"| {_pct(x.degraded, x.results)} | {x.late['missed']} | {x.dlq} | {p50:.1f} | {p99:.1f} "
+            f"| {_pct(x.degraded, x.results)} | {x.late[MISSED]} | {x.dlq} | {p50:.1f} | {p99:.1f} "
             f"| {sum(x.lag_mid.values())} | {sum(x.lag_end.values())} | {x.lag_trend:+.0f} |"
         )
     lines = ["\n".join(rows), ""]

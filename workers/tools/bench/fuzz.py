@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from workers.messages import headers as H  # the dictionary's header names
+
 Target = Callable[[bytes], None]
 _RESULT = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/")
 
@@ -72,6 +74,7 @@ def targets() -> dict[str, Target]:
     from workers.messages.deadline import stamp
     from workers.messages.envelope import Envelope
     from workers.messages.frames import load_decoder
+    from workers.messages.reasons import BAD_HEADER
 
     frame = load_settings("acoustic").pipeline.frame
     decode_pcm = load_decoder(frame)  # the acoustic pipeline's own decoder (pipelines/acoustic/frames.py)
@@ -128,7 +131,7 @@ def targets() -> dict[str, Target]:
                 headers.append((name, value))
         record = _Record(headers, fdp.ConsumeBytes(16), fdp.ConsumeIntInRange(-5, 2**42))
         env = Envelope.from_record(record, budget_ms=250.0, skew_ms=50.0, taken_ms=1.7e12)
-        for _, value in env.error_headers("preprocess", "bad-header", "fuzz"):
+        for _, value in env.error_headers("preprocess", BAD_HEADER, "fuzz"):
             assert isinstance(value, bytes)
         env.distrust()
 
@@ -155,7 +158,7 @@ DICTIONARY = (
     *("preprocess", "infer", "postprocess", "application/x-ontime-tensor", "application/json"),
     *("dtype=", "shape=", "float32", "float64", "int16", "uint8", "1x40x101", "1x17"),
     *("audio/pcm", "format=", "s16le", "f32le", "rate=16000", "channels=1"),
-    *("ontime-id", "ontime-deadline-ms", "ontime-stage-ms", "ontime-model", "ontime-status"),
+    *(H.ID, H.DEADLINE_MS, H.STAGE_MS, H.MODEL, H.STATUS),
 )
 
 TARGETS = ("decode_tensor", "decode_frame", "content_type", "parse_stage_ms", "stamp", "envelope")

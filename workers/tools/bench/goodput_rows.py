@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workers.messages.reasons import MISSED
 from workers.tools.bench.harness import Seen
 from workers.tools.stats import summarize
 
@@ -53,7 +54,7 @@ class Row:
             self.late += seen.count
             where = f"{seen.stage}:{seen.reason}"
             self.late_by[where] = self.late_by.get(where, 0) + seen.count
-            self.missed += seen.count if seen.reason == "missed" else 0
+            self.missed += seen.count if seen.reason == MISSED else 0
             return
         if seen.kind == "dlq":
             self.dlq += seen.count

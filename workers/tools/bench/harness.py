@@ -11,7 +11,6 @@ import contextlib
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,21 +21,21 @@ import numpy as np
 import yaml
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from workers.config.settings import OntimeSettings
-from workers.config.spec import STAGE_ORDER, PipelineSpec
+from workers.config.spec import STAGE_ORDER, TOPIC_KINDS, PipelineSpec
 from workers.errors import OntimeError
-from workers.localkafka.broker import LocalBroker, bootstrap_from_env, default_state_dir
+from workers.kafka import groups as kafka_groups
+from workers.kafka import topics as kafka_topics
+from workers.kafka.topics import admin_client
+from workers.localkafka.find import broker_for_run
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
 from workers.tools.processes import spawn_worker
 
 
 def _admin(settings: OntimeSettings) -> AdminClient:
-    # log_level 4: no informational chatter when the client is destroyed.
-    conf: dict[str, str | int | float | bool] = {**settings.kafka.as_librdkafka_dict(), "log_level": 4}
-    return AdminClient(conf)
+    return admin_client(settings.kafka, "ontime-bench", quiet=True)
 
 
 class BenchError(OntimeError):
@@ -45,21 +44,10 @@ class BenchError(OntimeError):
 
 @contextlib.contextmanager
 def broker() -> Iterator[str]:
-    """Bootstrap servers: the cluster in the environment, a running local broker, or one started here."""
-    external = bootstrap_from_env()
-    if external is not None:
-        yield external
-        return
-    local = LocalBroker(default_state_dir())
-    state = local.state()
-    if state is not None:
-        yield state.bootstrap
-        return
-    bootstrap = local.start()
-    try:
-        yield bootstrap
-    finally:
-        local.stop()
+    """Bootstrap servers from workers.localkafka.find: the environment's cluster, a running local
+    broker, or one started here (and stopped on exit)."""
+    with broker_for_run() as found:
+        yield found.bootstrap
 
 
 def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **changes: Any) -> OntimeSettings:
@@ -67,12 +55,7 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
     data = settings.pipeline.model_dump(mode="json")
     run = uuid.uuid4().hex[:8]
     data["name"] = f"{tag}{run}"
-    data["topics"].update(
-        {
-            k: f"{tag}-{run}.{k}"
-            for k in ("raw", "features", "scores", "results", "late", "dlq", "events", "control")
-        }
-    )
+    data["topics"].update({k: f"{tag}-{run}.{k}" for k in (*TOPIC_KINDS, "events")})
     data.update(changes)
     return settings.model_copy(
         update={
@@ -84,42 +67,14 @@ def private_pipeline(settings: OntimeSettings, bootstrap: str, tag: str, **chang
 
 
 def create_topics(settings: OntimeSettings, timeout_s: float = 60.0) -> None:
-    topics = settings.pipeline.topics
-    admin = _admin(settings)
-    # Results carry the broker's append time: when an answer was durably there for consumers,
-    # whatever the reading process was doing at that moment.
-    appended = {"message.timestamp.type": "LogAppendTime"}
-    new = [
-        NewTopic(
-            t,
-            topics.config_of(t)[0],
-            topics.replication_factor,
-            config={**topics.config_of(t)[1], **(appended if t == topics.results else {})},
-        )
-        for t in topics.all()
-    ]
-    for future in admin.create_topics(new, operation_timeout=timeout_s).values():
-        future.result(timeout=timeout_s)
-    give_up = time.monotonic() + timeout_s
-    while True:
-        meta = admin.list_topics(timeout=10).topics
-        if all(
-            t in meta
-            and len(meta[t].partitions) == topics.config_of(t)[0]
-            and all(p.leader >= 0 for p in meta[t].partitions.values())
-            for t in topics.all()
-        ):
-            return
-        if time.monotonic() > give_up:
-            raise BenchError(f"topics not ready after {timeout_s:.0f} s")
-        time.sleep(0.1)  # metadata has no readiness event
+    """The pipeline's topics as `ontime topics create` makes them (results in LogAppendTime)."""
+    kafka_topics.create_topics(settings, timeout_s)
 
 
 def delete_topics(settings: OntimeSettings) -> None:
-    admin = _admin(settings)
-    for future in admin.delete_topics(settings.pipeline.topics.all(), operation_timeout=30).values():
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
+    """Best effort at the end of a run: a failure here must not hide the run's own error."""
+    with contextlib.suppress(OntimeError):
+        kafka_topics.delete(_admin(settings), settings.pipeline.topics.all(), 30.0, wait=False)
 
 
 def backlog_rate(arrivals_ms: Sequence[float]) -> float:
@@ -152,21 +107,9 @@ def wait_groups(
     check: Callable[[], None] | None = None,
 ) -> None:
     """Until each consumer group has a member holding partitions (`check` may raise)."""
-    admin = _admin(settings)
-    pending = set(groups)
-    give_up = time.monotonic() + timeout_s
-    while pending:
-        if check is not None:
-            check()
-        for group, future in admin.describe_consumer_groups(list(pending), request_timeout=10).items():
-            with contextlib.suppress(Exception):  # a group that does not exist yet
-                members = future.result().members
-                if sum(len(m.assignment.topic_partitions) for m in members if m.assignment):
-                    pending.discard(group)
-        if pending and time.monotonic() > give_up:
-            raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
-        if pending:
-            time.sleep(0.25)  # group membership has no change notification
+    pending = kafka_groups.wait_assigned(_admin(settings), groups, timeout_s, check)
+    if pending:
+        raise BenchError(f"consumer groups not assigned after {timeout_s:.0f} s: {sorted(pending)}")
 
 
 @dataclass
