@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Message
 
 from workers.config.settings import OntimeSettings
-from workers.loop.skip import SKIPPED
 from workers.messages import headers as h
+from workers.messages.reasons import SKIPPED
 
 
 @dataclass
