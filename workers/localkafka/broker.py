@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from workers.errors import BrokerError
@@ -108,7 +108,20 @@ class LocalBroker:
         heap_mb: int = 512,
         class_sharing: bool = True,
         secure: bool = False,
+        proxied: tuple[int, int] | None = None,
+        node_id: int = 1,
+        voters: Mapping[int, int] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
+        """`proxied = (listen_port, proxy_port)`: also listen for clients that come through a proxy.
+
+        `voters` (node id → controller port) makes this node `node_id` of a static-quorum cluster
+        (see workers/localkafka/cluster.py); its ports must then be given to `start`.
+        """
+        self.proxied = proxied
+        self.node_id = node_id
+        self.voters = dict(voters) if voters else None
+        self.cluster_id = cluster_id  # the nodes of one cluster format with the same id
         default = default_state_dir(secure)
         self.state_dir = (Path(state_dir) if state_dir is not None else default).absolute()
         # A state dir that holds credentials stays secure, even when opened without the flag.
@@ -220,7 +233,9 @@ class LocalBroker:
         self, java: str, libs: Path, data: Path, port: int, controller_port: int, timeout: float
     ) -> BrokerState:
         data.mkdir(parents=True, exist_ok=True)
-        props = broker_properties(port, controller_port, data)
+        props = broker_properties(
+            port, controller_port, data, self.node_id, proxied=self.proxied, voters=self.voters
+        )
         if self.credentials is not None:
             if _read_cluster_id(data) and not self.credentials.exists():
                 raise BrokerStartError(f"{data} was formatted without SCRAM users; remove {self.state_dir}")
@@ -300,7 +315,7 @@ class LocalBroker:
         return str(libs / "*")
 
     def _format(self, java: str, libs: Path, data: Path) -> str:
-        cluster_id = new_cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         archive = archive_path(libs)
         sharing = [f"-XX:SharedArchiveFile={archive}"] if self.class_sharing and archive.is_file() else []
         cmd = [
@@ -317,7 +332,7 @@ class LocalBroker:
             cluster_id,
             "-c",
             str(self.properties_file),
-            "--standalone",
+            *([] if self.voters else ["--standalone"]),  # a static quorum is named in the properties
             *(self.credentials.scram_format_args() if self.credentials is not None else []),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)

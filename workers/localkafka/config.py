@@ -19,6 +19,7 @@ __all__ = [
     "HOST",
     "KAFKA_VERSION",
     "LOG4J_VERSIONS",
+    "PROXIED_LISTENER",
     "broker_properties",
     "cache_root",
     "free_port",
@@ -89,17 +90,44 @@ def render_pom(kafka_version: str, log4j_version: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def broker_properties(port: int, controller_port: int, data_dir: Path, node_id: int = 1) -> dict[str, str]:
-    """server.properties for one process that is both broker and KRaft controller, on loopback."""
-    return {
+PROXIED_LISTENER = "PROXIED"
+
+
+def broker_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    node_id: int = 1,
+    proxied: tuple[int, int] | None = None,
+    voters: Mapping[int, int] | None = None,
+) -> dict[str, str]:
+    """server.properties for one process that is both broker and KRaft controller, on loopback.
+
+    `voters` (node id → controller port, this node among them) makes it one node of a cluster
+    with a static controller quorum: replication factor 3 (or the node count) and min ISR 2 for
+    topics and the internal topics, so losing one node loses no acknowledged record.
+
+    `proxied = (listen_port, proxy_port)` adds a PROXIED listener that advertises the proxy's
+    port: clients bootstrapping through a proxy (Toxiproxy in `ontime bench faults`) learn the
+    proxy's address from metadata and never bypass it, while PLAINTEXT stays direct.
+    """
+    listeners = [f"PLAINTEXT://{HOST}:{port}", f"CONTROLLER://{HOST}:{controller_port}"]
+    advertised = list(listeners)
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if proxied is not None:
+        listen_port, proxy_port = proxied
+        listeners.append(f"{PROXIED_LISTENER}://{HOST}:{listen_port}")
+        advertised.append(f"{PROXIED_LISTENER}://{HOST}:{proxy_port}")
+        protocols.append(f"{PROXIED_LISTENER}:PLAINTEXT")
+    props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(advertised),
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir),
         "num.partitions": "3",
         "default.replication.factor": "1",
@@ -120,6 +148,25 @@ def broker_properties(port: int, controller_port: int, data_dir: Path, node_id: 
         "log.segment.bytes": str(64 * 1024 * 1024),
         "num.network.threads": "2",
         "num.io.threads": "4",
+    }
+    if voters:
+        del props["controller.quorum.bootstrap.servers"]  # static quorum: the voters are the list
+        props.update(_cluster_overrides(voters))
+    return props
+
+
+def _cluster_overrides(voters: Mapping[int, int]) -> dict[str, str]:
+    replicas = str(min(3, len(voters)))
+    isr = str(min(2, len(voters)))
+    return {
+        "controller.quorum.voters": ",".join(f"{i}@{HOST}:{p}" for i, p in sorted(voters.items())),
+        "default.replication.factor": replicas,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": isr,
     }
 
 

@@ -264,3 +264,26 @@ def test_start_errors_quote_kafkas_error_lines_with_their_exception() -> None:
     assert "Unable to start acceptor" in lines[0]
     assert lines[1].strip().endswith("Address already in use.")
     assert "Exiting Kafka" in lines[2]
+
+
+def test_a_proxied_listener_advertises_the_proxy_so_clients_never_bypass_it(tmp_path: Path) -> None:
+    props = broker_properties(port=1, controller_port=2, data_dir=tmp_path, proxied=(3, 4))
+    assert props["listeners"].split(",")[-1] == "PROXIED://127.0.0.1:3"
+    assert props["advertised.listeners"].split(",")[-1] == "PROXIED://127.0.0.1:4"
+    assert "PROXIED:PLAINTEXT" in props["listener.security.protocol.map"].split(",")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"  # replication and the controller stay direct
+    plain = broker_properties(port=1, controller_port=2, data_dir=tmp_path)
+    assert "PROXIED" not in plain["listeners"] + plain["advertised.listeners"]
+
+
+def test_a_cluster_node_names_a_static_quorum_and_replicates_everything_three_times(tmp_path: Path) -> None:
+    voters = {1: 9001, 2: 9002, 3: 9003}
+    props = broker_properties(port=8002, controller_port=9002, data_dir=tmp_path, node_id=2, voters=voters)
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9001,2@127.0.0.1:9002,3@127.0.0.1:9003"
+    assert "controller.quorum.bootstrap.servers" not in props  # static quorum: the voters only
+    for key in ("default.replication.factor", "offsets.topic.replication.factor"):
+        assert props[key] == "3", key
+    for key in ("min.insync.replicas", "transaction.state.log.min.isr"):
+        assert props[key] == "2", key
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:8002,CONTROLLER://127.0.0.1:9002"

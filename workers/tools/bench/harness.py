@@ -141,20 +141,37 @@ class Workers:
         self.run_dir = run_dir
         self.processes = tuple(processes)
         self.procs: list[WorkerProcess] = []
+        self.pipeline_file = run_dir / f"{settings.pipeline.name}.yaml"
 
     @property
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.procs]
 
-    def start(self, ready_timeout_s: float = 90.0) -> None:
-        spec = self.settings.pipeline
-        path = write_pipeline(self.settings, self.run_dir)
-        bootstrap = self.settings.kafka.bootstrap_servers
+    def start(self, ready_timeout_s: float = 90.0, wait: bool = True) -> None:
+        """Spawn the processes; with `wait`, until every stage's group holds partitions."""
+        self.pipeline_file = write_pipeline(self.settings, self.run_dir)
         for stage in self.processes:
-            log = self.run_dir / f"{spec.name}-{stage.replace(',', '+')}.log"
-            proc = spawn_worker(stage, str(path), bootstrap, log)
-            self.procs.append(WorkerProcess(stage, proc, log))
-        self._wait_ready(ready_timeout_s)
+            self.procs.append(self._spawn(stage))
+        if wait:
+            self._wait_ready(ready_timeout_s)
+
+    def _spawn(self, stage: str) -> WorkerProcess:
+        log = self.run_dir / f"{self.settings.pipeline.name}-{stage.replace(',', '+')}.log"
+        proc = spawn_worker(stage, str(self.pipeline_file), self.settings.kafka.bootstrap_servers, log)
+        return WorkerProcess(stage, proc, log)
+
+    def kill(self, stage: str) -> None:
+        """kill -9 the stage's process, as a crash would (fault benchmarks); `respawn` replaces it."""
+        for w in self.procs:
+            if w.stage == stage and w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait(timeout=30)
+
+    def respawn(self, stage: str) -> None:
+        """A new process for a stage whose process is gone (killed or crashed)."""
+        self.procs = [
+            self._spawn(stage) if w.stage == stage and w.proc.poll() is not None else w for w in self.procs
+        ]
 
     def _wait_ready(self, timeout_s: float) -> None:
         firsts = [p.split(",")[0].strip() for p in self.processes]
