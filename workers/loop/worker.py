@@ -806,8 +806,10 @@ class StageWorker:
                 with contextlib.suppress(KafkaException):
                     producer.purge(in_queue=True, in_flight=True, blocking=False)
                     producer.flush(0)
-                # Release the producer's connections now, not whenever this object is collected.
-                producer.close()
+                # Release the producer's connections now, not whenever this object is collected; a
+                # transactional producer in a fatal state raises here, and we are leaving anyway.
+                with contextlib.suppress(KafkaException):
+                    producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
             if self._reader is not None:
                 self._reader.stop()
