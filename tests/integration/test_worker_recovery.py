@@ -11,12 +11,14 @@ delivered was committed on the way out), after SIGKILL the uncommitted tail (cou
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import ErrorRecord
 from tests.integration.pipeline_kit import (
@@ -250,6 +252,17 @@ def test_partitions_revoked_mid_batch_are_settled_before_they_move(
     threads.append(joiner)
     owner = WorkerThread(settings, ["preprocess"], start_now=False)
     threads.append(owner)
+    # The owner's compute thread is held until its revoke callback runs, so the rebalance lands
+    # during the batch by construction, however fast this machine computes 1024 frames.
+    revoke_began = threading.Event()
+    revoke = owner.worker._on_revoke
+
+    def revoke_and_release(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoke_began.set()
+        revoke(consumer, partitions)
+
+    owner.worker._on_revoke = revoke_and_release  # type: ignore[method-assign]
+    owner.worker._pool.submit(revoke_began.wait, 120)  # runs ahead of the first batch
     send_frames(kafka_bootstrap, topics.raw, frames)  # all there before the owner's first batch
     owner.start()
     wait_for(lambda: owner.telemetry.taken_count > 0, timeout=120, what="owner took its first batch")
