@@ -501,6 +501,13 @@ class Build:
             _log(f"{variant}: {_fmt(acc)}")
             card.accuracy = acc
             card.latency = measure_latency(path, self.latency_inputs("features"), threads=LATENCY_THREADS)
+            parent = (card.lineage.parent or "").removeprefix("acoustic/")
+            if parent in self.accuracy:
+                card.accuracy_drop_vs_parent = {
+                    k: drop_points(self.accuracy[parent][k], v)
+                    for k, v in acc.items()
+                    if k in self.accuracy[parent]
+                }
             extra = card.model_extra if card.model_extra is not None else {}
             extra["eval_sets"] = {k: EVAL_SETS[k] for k in acc}
             card.save(self.out / variant)
