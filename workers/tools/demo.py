@@ -458,8 +458,8 @@ def _summary(
     accepted, unknown = _false_accepts(report, tally)
     if unknown:
         lines.append(
-            f"  false accepts      {_pct(accepted, unknown)}   ({accepted}/{unknown} frames of words that are "
-            "no keyword answered as a keyword)"
+            f"  false accepts      {_pct(accepted, unknown)}   ({accepted}/{unknown} frames of words "
+            "that are no keyword answered as a keyword)"
         )
     if outcome.events is not None:
         lines.append(
