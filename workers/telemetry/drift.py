@@ -38,16 +38,33 @@ log = logging.getLogger("ontime.drift")
 Decode = Callable[["Envelope"], np.ndarray]
 
 
+FLUSH_FRAMES = 16
+"""Decoded frames wait until this many have gathered, so small batches share one numpy pass."""
+
+
+def decode_tensors(payloads: list[tuple[bytes | None, str]]) -> np.ndarray:
+    """Stack tensor payloads of one content type as one array: a join and one view, no per-row array."""
+    first = codec.decode_tensor(*payloads[0])  # validates dtype, shape and size
+    if len(payloads) == 1:
+        return first
+    if any(ct != payloads[0][1] or p is None or len(p) != first.nbytes for p, ct in payloads):
+        return np.concatenate([codec.decode_tensor(p, ct) for p, ct in payloads])
+    joined = b"".join(p for p, _ in payloads if p is not None)
+    return np.frombuffer(joined, dtype=first.dtype).reshape(len(payloads) * first.shape[0], *first.shape[1:])
+
+
 class StageDrift:
     """One stage's window: how to read its inputs back, whose outputs count, the window itself."""
 
-    def __init__(self, card: ModelCard, decode: Decode, window_frames: int | None = None) -> None:
+    def __init__(self, card: ModelCard, decode: Decode | None, window_frames: int | None = None) -> None:
         assert card.reference is not None
         self.card = card
         self.identity = f"{card.name}:{card.version}:{card.sha256}"
-        self.decode = decode
+        self.decode = decode  # None: the input is a tensor payload
         self.window = DriftWindow(card.reference.groups, window_frames or card.reference.window_frames)
         self.wants = {g.tensor for g in card.reference.groups.values()}
+        self.pending: dict[str, list[np.ndarray]] = {"input": [], "output": []}
+        self.pending_frames = 0
         self.lock = threading.Lock()
 
     def add(self, envs: Sequence[Envelope], outcomes: Sequence[Outcome]) -> bool:
@@ -55,15 +72,23 @@ class StageDrift:
         emitted = [(env, o.envelope) for env, o in zip(envs, outcomes, strict=False) if o.kind == "emit"]
         if not emitted:
             return False
-        tensors: dict[str, np.ndarray | None] = {"input": None, "output": None}
         if "input" in self.wants:
-            tensors["input"] = np.concatenate([self.decode(env) for env, _ in emitted])
-        if "output" in self.wants:
-            mine = [out for _, out in emitted if out.model == self.identity]
-            if mine:
-                tensors["output"] = np.concatenate(
-                    [codec.decode_tensor(out.payload, out.content_type) for out in mine]
+            if self.decode is None:
+                self.pending["input"].append(
+                    decode_tensors([(e.payload, e.content_type) for e, _ in emitted])
                 )
+            else:
+                self.pending["input"].append(np.stack([self.decode(e) for e, _ in emitted]))
+        if "output" in self.wants:
+            mine = [(out.payload, out.content_type) for _, out in emitted if out.model == self.identity]
+            if mine:
+                self.pending["output"].append(decode_tensors(mine))
+        self.pending_frames += len(emitted)
+        if self.pending_frames < FLUSH_FRAMES:
+            return False
+        tensors = {k: (np.concatenate(v) if v else None) for k, v in self.pending.items()}
+        self.pending = {"input": [], "output": []}
+        self.pending_frames = 0
         with self.lock:
             return self.window.add(tensors)
 
@@ -123,12 +148,12 @@ class DriftMonitor(Telemetry):
                 self.score.labels(pipeline.name, stage, group).set(float("nan"))
             self.frames.labels(pipeline.name, stage).set(0)
 
-    def _decoder(self, stage: str) -> Decode:
-        """Raw device frames go through the pipeline's frame decoder; the rest are tensors."""
+    def _decoder(self, stage: str) -> Decode | None:
+        """Raw device frames go through the pipeline's frame decoder; None: tensor payloads."""
         if self.pipeline.input_topic(stage) == self.pipeline.topics.raw:
             frame = load_decoder(self.pipeline.frame)
-            return lambda env: frame(env.payload, env.content_type)[None, ...]
-        return lambda env: codec.decode_tensor(env.payload, env.content_type)
+            return lambda env: frame(env.payload, env.content_type)
+        return None
 
     def computed(self, envs: Sequence[Envelope], outcomes: Sequence[Outcome], compute_ms: float) -> None:
         if not envs:

@@ -26,24 +26,38 @@ LEVEL_FLOOR_DB = -100.0
 """Digital silence reads as this many dBFS instead of -inf."""
 
 
-def measure(group: GroupReference, tensor: np.ndarray) -> np.ndarray:
-    """float64 [N, D]: the group's measure of each row of a batch `tensor` (batch axis first)."""
+def block_power(tensor: np.ndarray, block: int) -> np.ndarray:
+    """float64 [N, B]: mean square of each `block` samples of each row, in one pass."""
+    n = tensor.shape[0]
+    flat = tensor.reshape(n, -1)
+    usable = flat.shape[1] - flat.shape[1] % block
+    blocks = flat[:, :usable].reshape(n, -1, block)
+    # float32 accumulation over 160 samples is plenty for a level in dB.
+    return np.asarray(np.einsum("nbs,nbs->nb", blocks, blocks).astype(np.float64) / block)
+
+
+def measure(
+    group: GroupReference, tensor: np.ndarray, shared: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
+    """float64 [N, D]: the group's measure of each row of a batch `tensor` (batch axis first).
+
+    `shared` lets the level and silence groups of one batch compute the block power once."""
     n = tensor.shape[0]
     p = group.params
     if group.measure in ("rms_dbfs", "silence_share"):
         block = int(p.get("block", 160))
-        flat = tensor.reshape(n, -1)
-        usable = flat.shape[1] - flat.shape[1] % block
-        blocks = flat[:, :usable].reshape(n, -1, block)
-        # Mean square per 10 ms block in one pass (float32 is plenty for a level in dB).
-        power = np.einsum("nbs,nbs->nb", blocks, blocks).astype(np.float64) / block
+        if shared is None:
+            shared = {}
+        if block not in shared:
+            shared[block] = block_power(tensor, block)
+        power = shared[block]
         if group.measure == "rms_dbfs":
             level = 10.0 * np.log10(power.mean(axis=1) + 10 ** (LEVEL_FLOOR_DB / 10))
             return np.asarray(level[:, None])
         quiet = power < 10 ** (float(p.get("floor_db", -60.0)) / 10)
         return np.asarray(quiet.mean(axis=1, dtype=np.float64)[:, None])
     if group.measure == "axis_mean":
-        return np.asarray(tensor.mean(axis=-1, dtype=np.float64).reshape(n, -1))
+        return np.asarray(tensor.mean(axis=-1).astype(np.float64).reshape(n, -1))
     logits = tensor.reshape(n, -1).astype(np.float64)
     if group.measure == "top1_index":
         return np.asarray(logits.argmax(axis=1).astype(np.float64)[:, None])
@@ -95,8 +109,8 @@ class GroupWindow:
         self.closed: deque[tuple[np.ndarray, np.ndarray, int]] = deque()
         self.blocks = blocks
 
-    def add(self, tensor: np.ndarray) -> None:
-        values = measure(self.group, tensor)
+    def add(self, tensor: np.ndarray, shared: dict[int, np.ndarray] | None = None) -> None:
+        values = measure(self.group, tensor, shared)
         counts = bin_counts(values, self.edges)
         total = values.sum(axis=0)
         self.open += counts
@@ -148,10 +162,11 @@ class DriftWindow:
         """Add a batch: `tensors` maps "input"/"output" to a batch tensor (None: none this batch).
 
         True when this batch closed a block (the window moved: time to refresh the scores)."""
+        shared: dict[str, dict[int, np.ndarray]] = {"input": {}, "output": {}}
         for window in self.groups.values():
             tensor = tensors.get(window.group.tensor)
             if tensor is not None and len(tensor):
-                window.add(tensor)
+                window.add(tensor, shared[window.group.tensor])
         self._open += max((len(t) for t in tensors.values() if t is not None), default=0)
         if self._open >= self.block_frames:
             for window in self.groups.values():
