@@ -307,10 +307,37 @@ def build(out_dir: Path, check: bool = False) -> list[str]:
     for card_name, reference in reference_cards(out_dir).items():
         card = ModelCard.load(out_dir / card_name)
         if check:
-            if card.reference != reference:
-                differences.append(card_name)
+            committed = card.reference.model_dump() if card.reference else None
+            where = _first_difference(committed, reference.model_dump(), card_name)
+            if where:
+                differences.append(where)
             continue
         card.reference = reference
         card.save(out_dir / card_name)
         _log(f"{card_name}: " + ", ".join(f"{g} > {r.threshold}" for g, r in reference.groups.items()))
     return differences
+
+
+def _first_difference(a: object, b: object, path: str, tolerance: float = 1e-5) -> str | None:
+    """Where two dumped references differ beyond float rounding (another CPU's last bits), if anywhere."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path}: keys {sorted(set(a) ^ set(b))}"
+        for key in a:
+            found = _first_difference(a[key], b[key], f"{path}.{key}", tolerance)
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} entries"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}[{i}]", tolerance)
+            if found:
+                return found
+        return None
+    if isinstance(a, float) and isinstance(b, float):
+        # Stored numbers carry 6 to 8 decimals (window scores 3); a step in the last one is rounding.
+        limit = 1.5e-3 if ".measured" in path else tolerance
+        return None if abs(a - b) <= limit else f"{path}: {a} vs {b}"
+    return None if a == b else f"{path}: {a!r} vs {b!r}"

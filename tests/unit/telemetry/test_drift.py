@@ -9,6 +9,7 @@ monitor reads them from the `computed` hook only.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,11 @@ from pipelines.acoustic.streams import build_stream, windows
 from tests.unit.stages.test_stage_deadlines import NOW, PCM, FakeClock
 from workers.config.settings import load_settings
 from workers.deadlines.costs import Line
+from workers.messages import codec
 from workers.messages.deadline import Deadline
 from workers.messages.envelope import Envelope, Source
+from workers.messages.headers import StageTime
+from workers.messages.outcome import Outcome
 from workers.stages.chain import run_chain
 from workers.stages.stage import Stage, build_stage
 from workers.telemetry.drift import DriftMonitor
@@ -113,3 +117,45 @@ def test_the_same_stream_30_db_quieter_drifts_in_level_silence_and_logmel(stages
 def test_noise_only_audio_drifts_in_what_the_model_answers(stages: list[Stage]) -> None:
     monitor, scores = drift_of(stages, noise_only(768))
     assert over(monitor, scores) & {"infer/labels", "infer/confidence"}, scores
+
+
+def _answered(identity: str, n: int) -> tuple[list[Envelope], list[Outcome]]:
+    """n infer inputs (features) and their emitted logits, answered by model `identity`."""
+    rng = np.random.default_rng(5)
+    envs, outs = [], []
+    for i in range(n):
+        payload, ct = codec.encode_tensor(rng.standard_normal((1, 40, 101)).astype(np.float32))
+        env = Envelope(
+            id=f"x{i}",
+            key=b"mic",
+            payload=payload,
+            content_type=ct,
+            deadline=Deadline(NOW + 1_000),
+            captured_ms=None,
+            taken_ms=NOW,
+            source=Source("acoustic.features", 0, i, int(NOW)),
+            stage_times=[StageTime("preprocess", 0.0, 1.0)],
+        )
+        logits, lct = codec.encode_tensor(rng.standard_normal((1, 17)).astype(np.float32))
+        outs.append(Outcome("emit", env.forward(logits, lct, StageTime("infer", 0.0, 1.0), model=identity)))
+        envs.append(env)
+    return envs, outs
+
+
+def test_only_the_primary_models_answers_count_as_outputs() -> None:
+    monitor = DriftMonitor(load_settings("acoustic").pipeline, ["infer"], CollectorRegistry())
+    watch = monitor.watch["infer"]
+    monitor.computed(*_answered("acoustic-student-pruned-int8:1.0.0:" + "0" * 64, 64), 1.0)
+    assert watch.window.frames("logmel") == 64 and watch.window.frames("labels") == 0
+    monitor.computed(*_answered(watch.identity, 64), 1.0)
+    assert watch.window.frames("logmel") == 128 and watch.window.frames("labels") == 64
+
+
+def test_a_batch_the_monitor_cannot_read_turns_drift_off_for_the_stage_not_the_worker() -> None:
+    monitor = DriftMonitor(load_settings("acoustic").pipeline, ["infer"], CollectorRegistry())
+    envs, outs = _answered(monitor.watch["infer"].identity, 16)
+    envs[3] = replace(envs[3], payload=b"short")
+    monitor.computed(envs, outs, 1.0)  # must not raise
+    assert "infer" in monitor._failed
+    monitor.computed(*_answered(monitor.watch["infer"].identity, 16), 1.0)
+    assert monitor.watch["infer"].window.frames("logmel") == 0
