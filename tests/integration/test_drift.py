@@ -6,6 +6,7 @@ quieter: once the window has turned over, level, silence and log-mel scores are 
 
 from __future__ import annotations
 
+import io
 import urllib.request
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from tests.integration.pipeline_kit import (
 )
 from tests.unit.telemetry.test_drift import held_out_stream
 from workers.telemetry.fanout import Observability, build_telemetry
+from workers.tools import drift_report
 
 STAGES = ["preprocess", "infer", "postprocess"]
 FRAMES = 640  # more than the 512-frame window: the second stream replaces the first entirely
@@ -76,5 +78,8 @@ def test_a_quieter_stream_raises_the_drift_scores_of_a_running_worker(
             if phase == "clean":
                 assert over(scrape(port)) == set()
         assert {"preprocess/level", "preprocess/silence", "infer/logmel"} <= over(scrape(port))
+        out = io.StringIO()
+        assert drift_report.report([f"http://127.0.0.1:{port}/metrics"], out) == 1
+        assert "| preprocess | level |" in out.getvalue() and "OVER" in out.getvalue()
     finally:
         stop_all([worker], after=lambda _: telemetry.close())
