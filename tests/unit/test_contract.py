@@ -19,6 +19,7 @@ from workers.cli.main import build_parser
 from workers.config.settings import load_settings
 from workers.errors import PoisonMessage
 from workers.messages import headers, reasons
+from workers.telemetry.drift import DriftMonitor
 from workers.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +80,7 @@ def header_constants() -> set[str]:
 
 def metric_names() -> set[str]:
     metrics = Metrics(load_settings("acoustic").pipeline, ["infer"])
+    DriftMonitor(metrics.pipeline, ["infer"], metrics.registry)
     return {f.name + ("_total" if f.type == "counter" else "") for f in metrics.registry.collect()}
 
 

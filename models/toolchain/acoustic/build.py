@@ -32,10 +32,10 @@ from .gate import GATE_LABELS, GATE_WIDTHS, MAX_FALSE_EXIT, choose_threshold, ga
 from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
 from .realdata import unlabelled_real
+from .recipe import N_UNLABELLED, SEED, UNLABELLED_COPIES, noisy
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
 
-SEED = 20261124
 VERSION = "1.0.0"
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
@@ -44,8 +44,6 @@ PRUNE_KEEP = 0.5
 PRUNE_EPOCHS = 6
 DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
-N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
-UNLABELLED_COPIES = 5
 REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one
 LATENCY_THREADS = 1
 
@@ -220,7 +218,7 @@ class Build:
             # Copy 0 is the clean recording; the others add real noise at 0-20 dB SNR, and the
             # teacher labels each noisy copy itself (it is robust to noise, the student must learn to be).
             rng = np.random.default_rng(100 + copy)
-            pcm = clean if copy == 0 else np.stack([_noisy(x, noise, rng) for x in clean])
+            pcm = clean if copy == 0 else np.stack([noisy(x, noise, rng) for x in clean])
             feats.append(self.fe(pcm))
             softs.append(_softmax(head_logits(head, self.embed(f"unl{copy}", pcm)) / DISTILL_T))
         x_unl = np.concatenate(feats)
@@ -488,14 +486,6 @@ def _fmt(acc: dict[str, Interval]) -> str:
     return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
 
 
-def _noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
-    """Real speech + a real noise window at 0-20 dB SNR."""
-    n = noise.window(rng)
-    rms_x = float(np.sqrt(np.mean(x**2)) + 1e-9)
-    n = n * rms_x / float(np.sqrt(np.mean(n**2)) + 1e-9) / 10 ** (rng.uniform(0, 20) / 20)
-    return np.clip(x + n, -1, 1).astype(np.float32)
-
-
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -521,6 +511,10 @@ def build(out_dir: Path, quick: bool = False) -> None:
     card_front_ends(out_dir)
     b.postprocess(served)
     _log(f"serving: {mark_serving(out_dir)}")
+    if not quick:
+        from . import reference  # the drift reference of the served cards (no torch)
+
+        reference.build(out_dir)
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}
     (b.work / "summary.json").write_text(json.dumps(summary, indent=2))
     _log(f"done in {time.time() - started:.0f} s")
