@@ -173,6 +173,7 @@ def build_telemetry(settings: OntimeSettings, stages: list[str]) -> Any:
 # -- models --------------------------------------------------------------------------------
 def _add_models(verbs: Any) -> None:
     from workers.cli.models import add_verify
+    from workers.cli.rollout import add_lifecycle
 
     toolchain = _plugin("models")
     if toolchain is not None:
@@ -181,6 +182,7 @@ def _add_models(verbs: Any) -> None:
         models = verbs.add_parser("models", help="verify the ONNX models a pipeline serves")
         models_verbs = models.add_subparsers(dest="models_command", required=True)
     add_verify(models_verbs)
+    add_lifecycle(models_verbs)
 
 
 def _plugin(name: str) -> Callable[[Any], Any] | None:
