@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -116,13 +117,13 @@ def current_plan(settings: OntimeSettings, state: ControlState, stage: str) -> P
         raise ConfigError(f"pipeline {settings.pipeline.name!r} has no stage {stage!r}")
     if stage in state.plans:
         return state.plans[stage]
-    spec = settings.pipeline.stages[stage]  # type: ignore[index]
+    spec = settings.pipeline.stages[stage]
     return Plan(stage=stage, serving=spec.model, rollout="pipeline-yaml", at_ms=0)
 
 
 def next_plan(current: Plan, action: str, version: str | None = None, share: float = 0.0) -> Plan:
     """The plan after `action` (rollout, rollback, canary, promote, abort) on `current`."""
-    fresh = {"rollout": uuid.uuid4().hex[:12], "at_ms": int(now_ms()), "by": action}
+    fresh: dict[str, Any] = {"rollout": uuid.uuid4().hex[:12], "at_ms": int(now_ms()), "by": action}
     if action == "rollout":
         assert version is not None
         target = with_version(current.serving, version)
