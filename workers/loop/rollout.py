@@ -64,7 +64,7 @@ class RolloutFollower:
         self.candidate: dict[str, str | None] = dict.fromkeys(self.stages)
         self._config = {
             **settings.kafka.as_librdkafka_dict(),
-            "group.id": f"ontime.{settings.pipeline.name}.rollout-reader",
+            "group.id": f"ontime.{settings.pipeline.name}.control-reader",  # assigns only, never commits
             "client.id": f"ontime-{settings.pipeline.name}-rollout",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
