@@ -28,6 +28,7 @@ from tests.integration.pipeline_kit import (
     cli_overrides,
     eval_clips,
     fresh_pipeline,
+    record_count,
     send_frames,
     wait_assigned_stages,
 )
@@ -35,6 +36,8 @@ from workers.cli.main import main
 from workers.config.settings import OntimeSettings
 from workers.config.spec import MODELS_DIR
 from workers.stages.canary import bucket
+from workers.telemetry.shadow import ShadowMetrics
+from workers.tools.shadow import ShadowWorker
 
 CHAIN = ["preprocess", "infer", "postprocess"]
 VARIANT = "acoustic/student-int8"
@@ -244,4 +247,53 @@ def test_canary_serves_a_sticky_share_of_devices_then_promote(
     send_frames(kafka_bootstrap, topics.raw, promoted)
     answered = results(reader, topics.results, {f.id for f in promoted})
     assert {answered[f.id][0]["model"]["version"] for f in promoted} == {"2.0.0"}
+    reader.close()
+
+
+def test_shadow_compares_on_its_own_group_and_never_writes_results(
+    kafka_bootstrap: str,
+    topic_factory: object,
+    workers: list[WorkerThread],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=3)  # type: ignore[arg-type]
+    topics = settings.pipeline.topics
+    workers.append(WorkerThread(settings, ["preprocess"]))
+    workers.append(WorkerThread(settings, ["infer", "postprocess"]))
+    metrics = ShadowMetrics(settings.pipeline.name, "infer")
+    shadow = ShadowWorker(settings, "infer", "2.0.0", metrics)
+    thread = threading.Thread(target=shadow.run, daemon=True)
+    thread.start()
+    try:
+        wait_assigned_stages(settings, ["preprocess", "infer"])
+        reader = Reader(
+            kafka_bootstrap, [topics.results, topics.shadow, topics.late, topics.dlq], topics.partitions
+        )
+        sent = frames("shadowed", 150)
+        send_frames(kafka_bootstrap, topics.raw, sent)
+        ids = {f.id for f in sent}
+        answered = results(reader, topics.results, ids)
+        compared = results(reader, topics.shadow, ids)
+    finally:
+        shadow.stop()
+        thread.join(60)
+    # Serving answered every frame with the serving version; the shadow only ever wrote P.shadow.
+    assert {a[0]["model"]["version"] for a in answered.values()} == {"1.0.0"}
+    assert record_count(kafka_bootstrap, topics.results, topics.partitions) == len(sent)
+    assert not reader.by_topic(topics.late) and not reader.by_topic(topics.dlq)
+    rows = [c[0] for c in compared.values()]
+    assert {(r["serving_model"].split(":")[1], r["candidate_model"].split(":")[1]) for r in rows} == {
+        ("1.0.0", "2.0.0")
+    }
+    # The comparison's serving side is what P.results says; agreement is the candidate's own.
+    assert all(compared[i][0]["label"] == answered[i][0]["label"] for i in ids)
+    agree = sum(r["agree"] for r in rows)
+    counted = {"yes": 0.0, "no": 0.0}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "ontime_shadow_frames_total":
+                counted[sample.labels["agree"]] += sample.value
+    assert counted == {"yes": agree, "no": len(rows) - agree}
+    code, out = ontime(settings, capsys, "report", "--shadow")
+    assert code == 0 and f"{len(rows)} frames, top-1 agreement {agree / len(rows):.1%}" in out, out
     reader.close()

@@ -86,7 +86,7 @@ def _table(first: str, rows: list[Agreement]) -> str:
     width = max(len(first), *(len(r.key) for r in rows))
     lines = [f"{first:{width}}" + "".join(f"  {name:>{w}}" for name, w in COLUMNS)]
     for r in rows:
-        cells = (f"{r.frames:7d}", f"{r.agree:6.1%}", f"{r.score_delta:+7.3f}")
+        cells: tuple[str, ...] = (f"{r.frames:7d}", f"{r.agree:6.1%}", f"{r.score_delta:+7.3f}")
         cells += (f"{r.serving_ms:10.2f}", f"{r.candidate_ms:12.2f}")
         lines.append(f"{r.key:{width}}  " + "  ".join(cells))
     return "\n".join(lines)
