@@ -24,6 +24,7 @@ from workers.messages.deadline import now_ms
 from workers.stages.versions import with_version
 
 READ_TIMEOUT_S = 10.0
+IDLE_WAIT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -93,9 +94,11 @@ class ControlTopic:
     def wait_acks(self, plan: Plan, replicas: set[str], expect: int, timeout_s: float) -> dict[str, Ack]:
         """Answers to `plan` until every replica in `replicas` (at least `expect`) answered, or timeout."""
         answers: dict[str, Ack] = {}
-        deadline = time.monotonic() + timeout_s
+        need = max(expect, len(replicas))
+        # Nobody live and nobody expected: a moment for a replica that is just starting, no more.
+        deadline = time.monotonic() + (timeout_s if need else min(timeout_s, IDLE_WAIT_S))
         while time.monotonic() < deadline:
-            if len(answers) >= max(expect, 1) and replicas <= set(answers):
+            if need and len(answers) >= need and replicas <= set(answers):
                 break
             msg = self.consumer.poll(0.1)
             if msg is None or msg.error() is not None:
