@@ -10,6 +10,8 @@ bad message. In order, for one batch:
 2. admission of the valid members (no compute): those that cannot finish in time are shed to
    `P.late` (`expired`, `insufficient-budget`); when the primary model would miss but the fallback
    fits, the most urgent members run on the fallback and answer `degraded` (see admission.py);
+   with a canary (canary.py), the members of its devices that run on the primary run on the
+   candidate version instead (no cache, no gate for them);
 3. cache (when enabled): identical inputs already answered by the primary are served as is;
 4. gate (when configured): a tiny model answers alone where it is confident enough;
 5. the model runs once per variant on its group; each run feeds that variant's cost model;
