@@ -99,12 +99,12 @@ def ontime(settings: OntimeSettings, capsys: pytest.CaptureFixture[str], *argv: 
     return code, out.out + out.err
 
 
-def frames(prefix: str, count: int, devices: int = 12) -> list[Frame]:
+def frames(prefix: str, count: int, devices: int = 12, start: int = 0) -> list[Frame]:
     clips = eval_clips()
     return [
         Frame(f"{prefix}-{i:05d}", f"dev-{i % devices:03d}", clips[i % len(clips)].label,
               clips[i % len(clips)].pcm.astype("<i2").tobytes())
-        for i in range(count)
+        for i in range(start, start + count)
     ]  # fmt: skip
 
 
@@ -125,17 +125,36 @@ def results(
     return by_id
 
 
-def steady(bootstrap: str, topic: str, waves: list[list[Frame]], pause_s: float) -> threading.Thread:
-    """Send the waves one after another with a pause between: load that keeps flowing."""
+class Steady:
+    """Waves of frames with a pause between, until told to stop, then `tail` more waves: load that
+    flows before, during and after whatever the test does meanwhile, however fast the machine."""
 
-    def run() -> None:
-        for wave in waves:
-            send_frames(bootstrap, topic, wave)
+    def __init__(
+        self, bootstrap: str, topic: str, wave: int = 40, pause_s: float = 0.1, tail: int = 5
+    ) -> None:
+        self.sent: list[Frame] = []
+        self._stop = threading.Event()
+        self._args = (bootstrap, topic, wave, pause_s, tail)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        bootstrap, topic, wave, pause_s, tail = self._args
+        n = 0
+        while tail > 0:
+            batch = frames("load", wave, start=n)
+            send_frames(bootstrap, topic, batch)
+            self.sent += batch
+            n += wave
+            if self._stop.is_set():
+                tail -= 1
             time.sleep(pause_s)  # pacing the load, not waiting for a condition
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+    def finish(self, timeout: float = 120.0) -> list[Frame]:
+        self._stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the load did not finish"
+        return self.sent
 
 
 def test_rollout_under_load_refusals_rollback_and_a_replica_started_later(
@@ -154,8 +173,7 @@ def test_rollout_under_load_refusals_rollback_and_a_replica_started_later(
     reader = Reader(kafka_bootstrap, [topics.results, topics.late, topics.dlq], topics.partitions)
 
     # A rollout, and two broken versions, while frames keep flowing.
-    load = frames("load", 1200)
-    sender = steady(kafka_bootstrap, topics.raw, [load[i : i + 40] for i in range(0, len(load), 40)], 0.1)
+    sender = Steady(kafka_bootstrap, topics.raw)
     reader.read_until(lambda records: len(records) >= 100)  # the old version is answering
     code, out = ontime(settings, capsys, "models", "rollout", "acoustic", "infer", "2.0.0", "--replicas", "1")
     assert code == 0, out
@@ -164,7 +182,7 @@ def test_rollout_under_load_refusals_rollback_and_a_replica_started_later(
     assert code == 1 and "REFUSED" in out and "checksum" in out, out
     code, out = ontime(settings, capsys, "models", "rollout", "acoustic", "infer", "4.0.0", "--replicas", "1")
     assert code == 1 and "REFUSED" in out and "shape" in out, out
-    sender.join(120)
+    load = sender.finish()
     answered = results(reader, topics.results, {f.id for f in load})
 
     # Every frame answered exactly once, none late or dead-lettered, by one version or the other.
