@@ -58,7 +58,7 @@ class Batches(Recorder):
         with self.lock:
             self.versions_per_batch.append({m.split(":")[1] for m in answered if m})
 
-    def model_changed(self, stage: str, ref: str, result: str) -> None:
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
         with self.lock:
             self.changes.append((stage, ref, result))
 

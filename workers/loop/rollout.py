@@ -47,6 +47,7 @@ class Change:
     candidate: Ready | None = None
     refusal: Refused | None = None
     refused_ref: str = ""
+    refused_role: str = ""
 
 
 class RolloutFollower:
@@ -163,7 +164,7 @@ class RolloutFollower:
                     root=self.root,
                 )
             except Refused as exc:
-                change.refusal, change.refused_ref = exc, ref
+                change.refusal, change.refused_ref, change.refused_role = exc, ref, role
                 break
             setattr(change, role, ready)
         with self._lock:
@@ -188,7 +189,8 @@ class RolloutFollower:
                 log, "model-refused", logging.ERROR, stage=plan.stage, model=change.refused_ref,
                 refused=refusal.code, reason=refusal.detail, serving=stage.model.identity[:64],
             )  # fmt: skip
-            self.telemetry.model_changed(plan.stage, change.refused_ref, refusal.code)
+            code, role = refusal.code, change.refused_role
+            self.telemetry.model_changed(plan.stage, change.refused_ref, code, role)
             self._ack(producer, plan, False, refusal.code, refusal.detail)
             return
         if change.serving is None and plan.serving != self.serving[plan.stage]:
@@ -206,9 +208,9 @@ class RolloutFollower:
         stage.serve(model, prior, canary)
         self.serving[plan.stage] = plan.serving
         self.candidate[plan.stage] = plan.candidate if canary is not None else None
-        for _role, ready in (("serving", change.serving), ("candidate", change.candidate)):
+        for role, ready in (("serving", change.serving), ("candidate", change.candidate)):
             if ready is not None:
-                self.telemetry.model_changed(plan.stage, ready.model.ref, "applied")
+                self.telemetry.model_changed(plan.stage, ready.model.ref, "applied", role)
         event(
             log, "model-serving", stage=plan.stage, model=model.identity[:64], rollout=plan.rollout,
             candidate=canary.model.identity[:64] if canary else None, share=canary.share if canary else 0.0,

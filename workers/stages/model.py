@@ -15,13 +15,13 @@ import onnxruntime as ort
 
 from schemas.card import ModelCard
 from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
+from workers.config.versions import split_ref, version_dir, versions_of
 from workers.errors import ModelError
-from workers.stages.versions import split_ref, version_dir, versions_of
 
 
 def variant_dir(ref: str, root: Path = MODELS_DIR) -> Path:
     """`acoustic/classifier` → <root>/acoustic/classifier (root: `settings.models_dir`, default models/);
-    `acoustic/classifier@2.0.0` → its `versions/2.0.0/` when there is one (workers/stages/versions.py)."""
+    `acoustic/classifier@2.0.0` → its `versions/2.0.0/` when there is one (workers/config/versions.py)."""
     return version_dir(ref, root)
 
 

@@ -187,7 +187,7 @@ class Metrics(Telemetry):
         for _ in range(members):
             histogram.observe(took)
 
-    def model_changed(self, stage: str, ref: str, result: str) -> None:
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
         variant, _, version = ref.partition("@")
         self.model_changes.labels(self.pipeline.name, stage, variant, version, result).inc()
         if result == "applied":

@@ -17,11 +17,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from workers.config.settings import OntimeSettings
+from workers.config.versions import with_version
 from workers.deadlines.reserve import STALE_MS, LatencyReport
 from workers.errors import ConfigError
 from workers.loop.plans import ACK_PREFIX, PLAN_PREFIX, Ack, Plan, plan_key
 from workers.messages.deadline import now_ms
-from workers.stages.versions import with_version
 
 READ_TIMEOUT_S = 10.0
 IDLE_WAIT_S = 2.0

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from prometheus_client import start_http_server
 
 from workers.config.settings import OntimeSettings
+from workers.config.versions import with_version
 from workers.errors import ConfigError, OntimeError, PoisonMessage
 from workers.kafka.clients import consumer_config, producer_config
 from workers.messages import headers as h
@@ -30,7 +31,6 @@ from workers.messages.envelope import Envelope
 from workers.stages.candidate import prepare
 from workers.stages.model import OnnxModel
 from workers.stages.stage import build_stage
-from workers.stages.versions import with_version
 from workers.telemetry.logs import event
 from workers.telemetry.shadow import ShadowMetrics
 from workers.tools.rollout import ControlTopic, current_plan

@@ -34,7 +34,7 @@ class Changes(Telemetry):
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, str]] = []
 
-    def model_changed(self, stage: str, ref: str, result: str) -> None:
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
         self.seen.append((stage, ref, result))
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from schemas.card import ModelCard
 from workers.config.spec import MODELS_DIR
+from workers.config.versions import split_ref, version_dir, versions_of, with_version
 from workers.errors import ModelError
 from workers.stages.candidate import Refused, prepare
 from workers.stages.model import OnnxModel, load_verified
-from workers.stages.versions import split_ref, version_dir, versions_of, with_version
 
 VARIANT = "acoustic/student-int8"
 

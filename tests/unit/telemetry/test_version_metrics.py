@@ -52,3 +52,17 @@ def test_rollout_changes_by_result_and_the_old_version_leaves_model_info() -> No
         "variant": "primary",
     }
     assert value(metrics, "ontime_model_info", **served, version="1.0.0") == 0
+
+
+def test_drift_follows_the_serving_version_after_a_rollout_not_a_canary() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from workers.telemetry.drift import DriftMonitor
+
+    pipeline = load_settings("acoustic").pipeline
+    drift = DriftMonitor(pipeline, ["infer"], CollectorRegistry())
+    assert drift.watch["infer"].identity.split(":")[1] == "1.0.0"  # the YAML pins acoustic/student-int8@1.0.0
+    drift.model_changed("infer", "acoustic/student-int8@2.0.0", "applied", "candidate")
+    assert drift.watch["infer"].identity.split(":")[1] == "1.0.0"  # a canary does not move the reference
+    drift.model_changed("infer", "acoustic/student-int8@2.0.0", "applied", "serving")
+    assert drift.watch["infer"].identity.split(":")[1] == "2.0.0"  # its own card's reference, a fresh window
