@@ -246,6 +246,12 @@ def test_canary_serves_a_sticky_share_of_devices_then_promote(
         settings, capsys, "models", "canary", name, "infer", "2.0.0", "--share", "0.3", "--replicas", "1"
     )
     assert code == 0, out
+    code, out = ontime(settings, capsys, "models", "status", name)
+    assert (
+        code == 0
+        and "acoustic/student-int8@1.0.0 + canary acoustic/student-int8@2.0.0 for 30% of devices" in out
+    )
+    assert "ok       acoustic-student-int8:1.0.0 + acoustic-student-int8:2.0.0 (30%)" in out, out
 
     split = frames("split", 400, devices=40)
     send_frames(kafka_bootstrap, topics.raw, split)
@@ -283,7 +289,7 @@ def test_shadow_compares_on_its_own_group_and_never_writes_results(
     thread = threading.Thread(target=shadow.run, daemon=True)
     thread.start()
     try:
-        wait_assigned_stages(settings, ["preprocess", "infer"])
+        wait_assigned_stages(settings, ["preprocess", "infer", "infer.shadow"])  # the shadow's own group
         reader = Reader(
             kafka_bootstrap, [topics.results, topics.shadow, topics.late, topics.dlq], topics.partitions
         )

@@ -5,7 +5,8 @@ group of its own (`ontime.P.<stage>.shadow`), so the serving group loses nothing
 serving version and the candidate on every batch, and writes one comparison per frame to
 `P.shadow`: never to `P.results`, `P.late` or `P.dlq`, and no latency reports or rollout
 answers on `P.control`. Frames the stage cannot decode are skipped (the serving stage
-dead-letters them). Offsets are stored once a batch's comparisons are delivered.
+dead-letters them). A new shadow group starts at the newest frames; offsets are stored once a
+batch's comparisons are delivered.
 """
 
 from __future__ import annotations
@@ -114,9 +115,9 @@ class ShadowWorker:
         self.metrics = metrics
         self.topic = pipeline.topics.shadow
         group = f"{pipeline.group_id(stage)}.shadow"
-        self.consumer = Consumer(
-            {**consumer_config(settings, stage), "group.id": group, "client.id": f"{group}"}
-        )
+        # A new shadow starts at the newest frames: it is about live traffic, not the retained backlog.
+        conf = {**consumer_config(settings, stage), "group.id": group, "client.id": group}
+        self.consumer = Consumer({**conf, "auto.offset.reset": "latest"})
         self.producer = Producer(producer_config(settings, stage, transactional=False))
         self.input_topic = pipeline.input_topic(stage)
         self._stop = threading.Event()
