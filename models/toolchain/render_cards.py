@@ -144,17 +144,24 @@ def _drift_section(cards: list[tuple[str, ModelCard]]) -> list[str]:
     return lines
 
 
-def render(models_dir: Path = MODELS_DIR) -> str:
-    """The whole docs/models.md text."""
+LIFECYCLE_TITLE = "## Lifecycle: versions, rollout, shadow, canary"
+
+
+def render(models_dir: Path = MODELS_DIR, target: Path = DOCS) -> str:
+    """The whole docs/models.md text; the hand-written lifecycle section of `target` is kept."""
     lines = [HEADER]
     for pipeline, cards in find_cards(models_dir).items():
         lines += _pipeline_section(pipeline, cards)
-    return "\n".join(lines).rstrip() + "\n"
+    text = "\n".join(lines).rstrip() + "\n"
+    old = target.read_text() if target.is_file() else ""
+    if LIFECYCLE_TITLE in old:
+        text += "\n" + old[old.index(LIFECYCLE_TITLE) :].rstrip() + "\n"
+    return text
 
 
 def write(models_dir: Path = MODELS_DIR, target: Path = DOCS) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(models_dir))
+    target.write_text(render(models_dir, target))
     return target
 
 

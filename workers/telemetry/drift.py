@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from schemas.card import ModelCard
 from workers.config.spec import MODELS_DIR, PipelineSpec
+from workers.config.versions import version_dir
 from workers.messages import codec
 from workers.messages.frames import load_decoder
 from workers.telemetry.drift_stats import DriftWindow
@@ -111,12 +112,14 @@ class DriftMonitor(Telemetry):
     ) -> None:
         self.pipeline = pipeline
         self.stages = list(stages)
+        self.models_dir = models_dir
+        self.window_frames = window_frames
         self.watch: dict[str, StageDrift] = {}
         self._failed: set[str] = set()
         for stage in stages:
             spec = pipeline.stages[stage]  # type: ignore[index]
             try:
-                card = ModelCard.load(models_dir / spec.model)
+                card = ModelCard.load(version_dir(spec.model, models_dir))
             except (OSError, ValueError) as exc:  # the stage itself refuses a bad card, with the reason
                 event(log, "drift-off", logging.WARNING, stage=stage, error=repr(exc))
                 continue
@@ -147,6 +150,29 @@ class DriftMonitor(Telemetry):
                 self.threshold.labels(pipeline.name, stage, group).set(ref.threshold)
                 self.score.labels(pipeline.name, stage, group).set(float("nan"))
             self.frames.labels(pipeline.name, stage).set(0)
+
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
+        """A new serving version (a rollout, a promote): its own card's reference, a fresh window."""
+        if result != "applied" or role != "serving" or stage not in self.stages:
+            return
+        old = self.watch.pop(stage, None)
+        if old is not None and old.card.reference is not None:
+            for group in old.card.reference.groups:
+                self.score.labels(self.pipeline.name, stage, group).set(float("nan"))
+        try:
+            card = ModelCard.load(version_dir(ref, self.models_dir))
+        except (OSError, ValueError) as exc:
+            event(log, "drift-off", logging.WARNING, stage=stage, error=repr(exc))
+            return
+        if card.reference is None:
+            event(log, "drift-off", logging.WARNING, stage=stage, error=f"{ref}: its card has no reference")
+            return
+        self.watch[stage] = StageDrift(card, self._decoder(stage), self.window_frames)
+        self._failed.discard(stage)
+        for group, ref_group in card.reference.groups.items():
+            self.threshold.labels(self.pipeline.name, stage, group).set(ref_group.threshold)
+            self.score.labels(self.pipeline.name, stage, group).set(float("nan"))
+        self.frames.labels(self.pipeline.name, stage).set(0)
 
     def _decoder(self, stage: str) -> Decode | None:
         """Raw device frames go through the pipeline's frame decoder; None: tensor payloads."""

@@ -77,6 +77,10 @@ class Fanout(Telemetry):
         for m in self.members:
             m.lag(topic, partition, lag, oldest_age_ms)
 
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
+        for m in self.members:
+            m.model_changed(stage, ref, result, role)
+
     def holding(self, reason: str | None) -> None:
         for m in self.members:
             m.holding(reason)

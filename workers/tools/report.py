@@ -444,6 +444,12 @@ def register_cli(subparsers: Any) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--topic", help="results topic to read from the beginning (default: P.results)")
     source.add_argument("--file", type=Path, help="JSON-lines file of results instead of a topic")
+    source.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the shadow candidate's agreement with the serving version (P.shadow)",
+    )
+    parser.add_argument("--window", type=float, default=60.0, help="--shadow: seconds per window (60)")
     parser.add_argument(
         "--bootstrap",
         dest="report_bootstrap",
@@ -474,6 +480,11 @@ def run(args: argparse.Namespace) -> int:
         extra = {"kafka": {"bootstrap_servers": args.report_bootstrap}}
     settings = args.load_settings(extra=extra)
     pipeline = settings.pipeline
+    if args.shadow:
+        from workers.tools.shadow_report import read_comparisons, render
+
+        print(render(read_comparisons(settings, args.timeout), args.window))
+        return 0
     if args.file is not None:
         results = read_file(args.file)
         origin = str(args.file)
