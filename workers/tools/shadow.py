@@ -25,6 +25,7 @@ from prometheus_client import start_http_server
 from workers.config.settings import OntimeSettings
 from workers.config.versions import with_version
 from workers.errors import ConfigError, OntimeError, PoisonMessage
+from workers.kafka.acls import shadow_group
 from workers.kafka.clients import consumer_config, producer_config
 from workers.messages import headers as h
 from workers.messages.deadline import now_ms
@@ -114,7 +115,7 @@ class ShadowWorker:
             raise ConfigError(f"stage {stage}: its model has no labels, and a shadow compares top-1 labels")
         self.metrics = metrics
         self.topic = pipeline.topics.shadow
-        group = f"{pipeline.group_id(stage)}.shadow"
+        group = shadow_group(pipeline, stage)
         # A new shadow starts at the newest frames: it is about live traffic, not the retained backlog.
         conf = {**consumer_config(settings, stage), "group.id": group, "client.id": group}
         self.consumer = Consumer({**conf, "auto.offset.reset": "latest"})
