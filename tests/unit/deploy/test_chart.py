@@ -179,6 +179,14 @@ def test_drift_alert_compares_each_group_with_its_cards_threshold(production: li
     assert rule["annotations"]["runbook"] == "docs/operations.md#ontimedrift"
 
 
+def test_a_refused_model_version_alerts_with_its_reason(production: list[Manifest]) -> None:
+    groups = next(d for d in production if d["kind"] == "PrometheusRule")["spec"]["groups"]
+    (rule,) = next(g for g in groups if g["name"].endswith(".models"))["rules"]
+    assert rule["alert"] == "OntimeModelRefused"
+    assert "ontime_model_changes_total{" in rule["expr"] and 'result!="applied"' in rule["expr"]
+    assert rule["annotations"]["runbook"] == "docs/operations.md#ontimemodelrefused"
+
+
 def test_pdb_and_service_per_stage(default: list[Manifest]) -> None:
     assert set(by_kind(default, "PodDisruptionBudget")) == set(STAGES)
     for svc in by_kind(default, "Service").values():
