@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.drift import DriftReference
+
 
 class TensorSpec(BaseModel):
     """One named input or output; `None` in a shape is a dynamic axis (the batch)."""
@@ -70,6 +72,7 @@ class ModelCard(BaseModel):
     latency: list[LatencyStat] = Field(default_factory=list)
     lineage: Lineage = Field(default_factory=Lineage)
     notes: list[str] = Field(default_factory=list)
+    reference: DriftReference | None = None  # training-data statistics for drift (schemas/drift.py)
 
     @classmethod
     def load(cls, variant_dir: Path) -> ModelCard:

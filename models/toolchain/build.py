@@ -60,6 +60,15 @@ def build(pipeline: str, out_dir: Path | None = None, quick: bool = False, only:
     return target
 
 
+def reference(pipeline: str, out_dir: Path | None = None, check: bool = False) -> list[str]:
+    """Write the drift reference into `pipeline`'s served cards; with `check`, the cards that differ."""
+    target = out_dir or default_out_dir(pipeline)
+    differences: list[str] = part_module(pipeline, "reference").build(out_dir=target, check=check)
+    if not check and target.resolve().parent == MODELS_DIR.resolve():
+        render_cards.write()
+    return differences
+
+
 def evaluate(pipeline: str, out_dir: Path | None = None) -> Path:
     """Re-measure the committed variants of `pipeline` and rewrite their cards and the docs."""
     target = out_dir or default_out_dir(pipeline)

@@ -77,7 +77,15 @@ def assemble_card(
 
 
 def write_card(card: ModelCard, variant_dir: Path) -> Path:
-    """Write `card.json` beside the model and return its path."""
+    """Write `card.json` beside the model and return its path.
+
+    A drift reference already in the card is kept when the model file is the same (same sha256):
+    rebuilding one part must not drop what `ontime models reference` measured for it.
+    """
     variant_dir.mkdir(parents=True, exist_ok=True)
+    if card.reference is None and (variant_dir / "card.json").is_file():
+        old = ModelCard.load(variant_dir)
+        if old.sha256 == card.sha256:
+            card.reference = old.reference
     card.save(variant_dir)
     return variant_dir / "card.json"

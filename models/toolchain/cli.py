@@ -1,4 +1,4 @@
-"""`ontime models build|evaluate|render`: the toolchain's CLI verbs.
+"""`ontime models build|evaluate|reference|render`: the toolchain's CLI verbs.
 
 Registered by workers.cli.main through `register_cli`; torch and the pipeline code are imported only
 when a command runs, so `ontime --help` works without the toolchain extra installed.
@@ -30,6 +30,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from models.toolchain import build
+
+    differences = build.reference(args.target, out_dir=args.out, check=args.check)
+    if args.check:
+        if differences:
+            print(f"drift reference differs from the committed card: {', '.join(differences)}")
+            return 1
+        print(f"drift references of {args.target} reproduce the committed cards")
+        return 0
+    print(f"wrote the drift references of {args.target}")
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from models.toolchain import render_cards
 
@@ -38,7 +52,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: Subparsers) -> Subparsers:
-    """Add `models` with `build`, `evaluate`, `render` to a top-level subparsers object.
+    """Add `models` with `build`, `evaluate`, `reference`, `render` to a top-level subparsers object.
 
     Each command sets `func(args) -> int`. Returns the `models` subparsers so the caller can add
     its own verbs next to them (e.g. `verify`). The positional is stored as `target`, not
@@ -60,6 +74,16 @@ def register_cli(subparsers: Subparsers) -> Subparsers:
     evaluate.add_argument("target", metavar="PIPELINE", help="pipeline name, e.g. acoustic or vision")
     evaluate.add_argument("--out", type=Path, default=None, help="models dir (default models/<pipeline>)")
     evaluate.set_defaults(func=_evaluate)
+
+    reference = verbs.add_parser(
+        "reference", help="write the drift reference (training-data statistics) into the served cards"
+    )
+    reference.add_argument("target", metavar="PIPELINE", help="pipeline name, e.g. acoustic")
+    reference.add_argument("--out", type=Path, default=None, help="models dir (default models/<pipeline>)")
+    reference.add_argument(
+        "--check", action="store_true", help="recompute and compare with the cards instead of writing"
+    )
+    reference.set_defaults(func=_reference)
 
     render = verbs.add_parser("render", help="rewrite docs/models.md from every card.json")
     render.set_defaults(func=_render)

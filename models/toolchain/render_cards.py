@@ -91,6 +91,58 @@ def _pipeline_section(pipeline: str, cards: list[tuple[str, ModelCard]]) -> list
     notes = [(variant, note) for variant, card in cards for note in card.notes]
     if notes:
         lines += ["Notes:", ""] + [f"- `{variant}`: {note}" for variant, note in notes] + [""]
+    return lines + _drift_section(cards)
+
+
+DRIFT_INTRO = """### Drift
+
+Each served card below holds a drift reference: statistics of the model's training frames, per
+feature group. A worker keeps a sliding window of the frames its stage answered and exports, per
+group, the window's PSI (population stability index: sum over bins of (live - reference) x
+ln(live / reference), averaged over the group's dimensions) as `ontime_drift_score`, and the
+card's threshold as `ontime_drift_threshold`; `OntimeDrift` fires when a score stays above its
+threshold (what to do: [operations.md](operations.md#ontimedrift)). Input groups are binned at the
+training data's 1st and 99th percentiles (traffic outside what the model was trained on); output
+groups at equal-mass bins (labels: one bin per label). Thresholds: 1.5 x the worst held-out window,
+at least 0.25; the window scores below are max (median) over windows of the card's window size, on
+streams none of whose recordings are in the reference. Written by `ontime models reference`."""
+
+
+def _drift_section(cards: list[tuple[str, ModelCard]]) -> list[str]:
+    served = [(v, c) for v, c in cards if c.reference is not None]
+    if not served:
+        return []
+    lines = [DRIFT_INTRO, ""]
+    for variant, card in served:
+        ref = card.reference
+        assert ref is not None
+        lines += [f"`{variant}`: {ref.frames} training frames, window {ref.window_frames} frames.", ""]
+        head = ["group", "what", "bins", "threshold"]
+        lines += [_row(head), _row(["---"] * len(head))]
+        for name, group in ref.groups.items():
+            bins = f"{len(group.edges)} x {len(group.edges[0]) + 1}" if group.edges else "–"
+            lines.append(
+                _row(
+                    [
+                        f"`{name}`",
+                        f"{group.measure} of the {group.tensor}: {group.what}",
+                        bins,
+                        f"{group.threshold:g}",
+                    ]
+                )
+            )
+        lines.append("")
+        head = ["stream", "drifted", "windows", *ref.groups]
+        lines += [_row(head), _row(["---"] * len(head))]
+        for m in ref.measured:
+            cells = [m.stream, "yes" if m.drifted else "no (held out)", str(m.windows)]
+            for name, group in ref.groups.items():
+                mark = " **over**" if m.max.get(name, 0.0) > group.threshold else ""
+                cells.append(
+                    f"{m.max.get(name, float('nan')):.3f} ({m.median.get(name, float('nan')):.3f}){mark}"
+                )
+            lines.append(_row(cells))
+        lines.append("")
     return lines
 
 
@@ -152,17 +204,24 @@ def _open_set_section(pipeline: str, cards: list[tuple[str, ModelCard]]) -> list
     return lines
 
 
-def render(models_dir: Path = MODELS_DIR) -> str:
-    """The whole docs/models.md text."""
+LIFECYCLE_TITLE = "## Lifecycle: versions, rollout, shadow, canary"
+
+
+def render(models_dir: Path = MODELS_DIR, target: Path = DOCS) -> str:
+    """The whole docs/models.md text; the hand-written lifecycle section of `target` is kept."""
     lines = [HEADER]
     for pipeline, cards in find_cards(models_dir).items():
         lines += _pipeline_section(pipeline, cards)
-    return "\n".join(lines).rstrip() + "\n"
+    text = "\n".join(lines).rstrip() + "\n"
+    old = target.read_text() if target.is_file() else ""
+    if LIFECYCLE_TITLE in old:
+        text += "\n" + old[old.index(LIFECYCLE_TITLE) :].rstrip() + "\n"
+    return text
 
 
 def write(models_dir: Path = MODELS_DIR, target: Path = DOCS) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(models_dir))
+    target.write_text(render(models_dir, target))
     return target
 
 

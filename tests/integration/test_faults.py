@@ -34,10 +34,10 @@ from tests.integration.pipeline_kit import (
     wait_assigned_stages,
     wait_for,
 )
-from workers.config.spec import MODELS_DIR
 from workers.loop.outputs import TOO_LARGE
 from workers.loop.worker import StageWorker
 from workers.messages import headers as h
+from workers.stages.model import variant_dir
 from workers.stages.stage import build_stage
 
 TopicFactory = Callable[..., str]
@@ -80,8 +80,8 @@ def test_a_frame_too_large_to_copy_is_a_dead_letter_reference_and_the_worker_goe
 
 def _broken_copy(tmp: Path, variant: str) -> None:
     """A deploy gone wrong: the same inputs and outputs, a graph that fails on every run."""
-    source = MODELS_DIR / variant
-    target = tmp / variant
+    source = variant_dir(variant)
+    target = variant_dir(variant, tmp)
     shutil.copytree(source, target)
     card = ModelCard.load(target)
     inp, out = card.inputs[0], card.outputs[0]

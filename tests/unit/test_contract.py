@@ -19,7 +19,9 @@ from workers.cli.main import build_parser
 from workers.config.settings import load_settings
 from workers.errors import PoisonMessage
 from workers.messages import headers, reasons
+from workers.telemetry.drift import DriftMonitor
 from workers.telemetry.metrics import Metrics
+from workers.telemetry.shadow import ShadowMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "contract.md"
@@ -78,8 +80,12 @@ def header_constants() -> set[str]:
 
 
 def metric_names() -> set[str]:
+    """A worker's series and a shadow worker's (`ontime worker --shadow`)."""
     metrics = Metrics(load_settings("acoustic").pipeline, ["infer"])
-    return {f.name + ("_total" if f.type == "counter" else "") for f in metrics.registry.collect()}
+    DriftMonitor(metrics.pipeline, ["infer"], metrics.registry)
+    shadow = ShadowMetrics("acoustic", "infer")
+    families = [*metrics.registry.collect(), *shadow.registry.collect()]
+    return {f.name + ("_total" if f.type == "counter" else "") for f in families}
 
 
 def cli_commands() -> set[str]:

@@ -142,6 +142,12 @@ def _add_worker(verbs: Any) -> None:
         "--stage", required=True, help="preprocess, infer, postprocess, or a consecutive comma list"
     )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and health (0: any)")
+    worker.add_argument(
+        "--shadow",
+        metavar="VERSION",
+        default=None,
+        help="run VERSION of the stage's model as a shadow beside the serving one: own group, P.shadow only",
+    )
     worker.set_defaults(func=_cmd_worker)
 
 
@@ -153,6 +159,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = args.load_settings(extra=extra)
     setup_logging(settings.worker.log_level, settings.worker.log_json)
     names = parse_stages(args.stage)
+    if args.shadow is not None:
+        from workers.tools.shadow import run_shadow
+
+        return run_shadow(settings, names, args.shadow)
     stages = build_stages(settings.pipeline, names, settings.models_dir)
     worker = StageWorker(settings, stages, build_telemetry(settings, names))
     install_signal_handlers(worker)
@@ -173,6 +183,7 @@ def build_telemetry(settings: OntimeSettings, stages: list[str]) -> Any:
 # -- models --------------------------------------------------------------------------------
 def _add_models(verbs: Any) -> None:
     from workers.cli.models import add_verify
+    from workers.cli.rollout import add_lifecycle
 
     toolchain = _plugin("models")
     if toolchain is not None:
@@ -181,6 +192,7 @@ def _add_models(verbs: Any) -> None:
         models = verbs.add_parser("models", help="verify the ONNX models a pipeline serves")
         models_verbs = models.add_subparsers(dest="models_command", required=True)
     add_verify(models_verbs)
+    add_lifecycle(models_verbs)
 
 
 def _plugin(name: str) -> Callable[[Any], Any] | None:

@@ -196,6 +196,14 @@ class ObservabilitySettings(BaseModel):
     liveness_timeout_s: float = Field(
         30.0, gt=0, description="/livez fails after the poll loop stalls this long"
     )
+    drift: bool = Field(
+        True, description="export ontime_drift_* for stages whose model card holds a drift reference"
+    )
+    drift_window_frames: int | None = Field(
+        None,
+        gt=0,
+        description="frames in the drift window; None: the card's (what its thresholds were chosen for)",
+    )
 
 
 OntimeSettings.model_rebuild()  # resolve the forward reference to ObservabilitySettings above

@@ -16,8 +16,8 @@ PIPELINES_DIR = _REPO / "pipelines"
 # Default of `OntimeSettings.models_dir`; a container or a test points it elsewhere.
 MODELS_DIR = _REPO / "models"
 STAGE_ORDER = ("preprocess", "infer", "postprocess")
-TOPIC_KINDS = ("raw", "features", "scores", "results", "late", "dlq", "control")
-"""The topics of a pipeline, in flow order, then the control topic (the fields of `Topics`)."""
+TOPIC_KINDS = ("raw", "features", "scores", "results", "late", "dlq", "control", "shadow")
+"""The topics of a pipeline, in flow order, then the control and shadow topics (the fields of `Topics`)."""
 
 StageName = Literal["preprocess", "infer", "postprocess"]
 
@@ -78,6 +78,9 @@ class Topics(BaseModel):
     control: str = Field(
         "", description="compacted topic of the stages' latency reports; default: <raw prefix>.control"
     )
+    shadow: str = Field(
+        "", description="a shadow candidate's answers beside the serving ones; default: <raw prefix>.shadow"
+    )
     events: str | None = Field(
         None, description="keyword events of `ontime aggregate` (default `<pipeline name>.events`)"
     )
@@ -86,9 +89,11 @@ class Topics(BaseModel):
 
     @model_validator(mode="after")
     def _control_name(self) -> Topics:
+        stem = self.raw[: -len(".raw")] if self.raw.endswith(".raw") else self.raw
         if not self.control:
-            stem = self.raw[: -len(".raw")] if self.raw.endswith(".raw") else self.raw
             self.control = f"{stem}.control"
+        if not self.shadow:
+            self.shadow = f"{stem}.shadow"
         return self
 
     def all(self) -> list[str]:

@@ -3,6 +3,8 @@
     ontime-<stage>     READ its input topic and its group `ontime.P.<stage>`;
                        WRITE its output, P.late and P.dlq; READ and WRITE P.control (latency
                        reports) and READ the control reader's group `ontime.P.control-reader`;
+                       a shadow of the stage (workers/tools/shadow.py) WRITEs P.shadow and READs
+                       its group `ontime.P.<stage>.shadow`;
                        with exactly-once, WRITE and DESCRIBE on TransactionalIds prefixed
                        `ontime.P.<stage>.` (workers/kafka/clients.py: one id per replica)
     ontime-device      WRITE P.raw, nothing else
@@ -33,6 +35,11 @@ Operation = Literal["READ", "WRITE", "DESCRIBE"]
 def control_reader_group(p: PipelineSpec) -> str:
     """The group id the workers' control-topic reader names (workers/loop/control.py); it only assigns."""
     return f"ontime.{p.name}.control-reader"
+
+
+def shadow_group(p: PipelineSpec, stage: str) -> str:
+    """The group a shadow of `stage` reads in, apart from the serving group (workers/tools/shadow.py)."""
+    return f"{p.group_id(stage)}.shadow"
 
 
 def stage_principal(stage: str) -> str:
@@ -92,6 +99,8 @@ def pipeline_grants(p: PipelineSpec, exactly_once: bool | None = None) -> list[G
             Grant(user, "READ", "TOPIC", p.topics.control),
             Grant(user, "WRITE", "TOPIC", p.topics.control),
             Grant(user, "READ", "GROUP", control_reader_group(p)),
+            Grant(user, "WRITE", "TOPIC", p.topics.shadow),
+            Grant(user, "READ", "GROUP", shadow_group(p, stage)),
         ]
         if exactly_once or (exactly_once is None and p.stages[stage].exactly_once):  # type: ignore[index]
             grants += [

@@ -17,6 +17,8 @@ are possible, loss is not). Partitions revoked while a batch is in flight are se
 deliveries awaited and committed inside the revoke callback, before the partition moves; lost
 partitions are dropped without a commit. Every second the worker reports its stages' measured
 latency on the control topic, and reads the other stages' reports (workers/loop/control.py).
+Model versions rolled out on the same topic are swapped in at the top of a turn, between
+batches (workers/loop/rollout.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from workers.loop.breaker import DlqBreaker
 from workers.loop.control import ControlReader, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
+from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import Skip, find_skip, skip_headers
 from workers.messages import reasons
 from workers.messages.deadline import Deadline, now_ms
@@ -133,6 +136,7 @@ class StageWorker:
         self._publisher = LatencyPublisher(settings, [s.name for s in stages], self.board)
         remote_after = STAGE_ORDER.index(stages[-1].name) < len(STAGE_ORDER) - 1
         self._reader = ControlReader(settings, self.board) if remote_after else None
+        self.rollout = RolloutFollower(settings, self.stages, telemetry)  # model versions, hot swap
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         produce_conf = producer_config(settings, first)
         self.transactional = "transactional.id" in produce_conf
@@ -169,6 +173,8 @@ class StageWorker:
         """Serve until `stop()`; raises DeliveryFailed (after leaving the group) if Kafka refuses."""
         if self._reader is not None:
             self._reader.start()
+        self.rollout.start()
+        self.rollout.between_batches(self._control_producer)  # a version rolled out before we started
         if self.transactional:
             self._init_transactions()
         for stage in self.stages:
@@ -215,6 +221,7 @@ class StageWorker:
         self._release_delivered()
         self._watch_outage()
         self._publisher.maybe_publish(self._control_producer)
+        self.rollout.between_batches(self._control_producer)  # no batch is computing here
         if self.breaker.open and not self.breaker.allows_probe():
             self._hold(self.breaker.reason)
             msg = self.consumer.poll(HOLD_POLL_S)  # paused: serves rebalance callbacks only
@@ -813,6 +820,7 @@ class StageWorker:
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
             if self._reader is not None:
                 self._reader.stop()
+            self.rollout.stop()
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
 

@@ -15,16 +15,18 @@ import onnxruntime as ort
 
 from schemas.card import ModelCard
 from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
+from workers.config.versions import split_ref, version_dir, versions_of
 from workers.errors import ModelError
 
 
 def variant_dir(ref: str, root: Path = MODELS_DIR) -> Path:
-    """`acoustic/classifier` → <root>/acoustic/classifier (root: `settings.models_dir`, default models/)."""
-    return root / ref
+    """`acoustic/classifier` → <root>/acoustic/classifier (root: `settings.models_dir`, default models/);
+    `acoustic/classifier@2.0.0` → its `versions/2.0.0/` when there is one (workers/config/versions.py)."""
+    return version_dir(ref, root)
 
 
 def load_verified(ref: str, root: Path = MODELS_DIR) -> tuple[ModelCard, bytes]:
-    """Card and file bytes of `ref`; raises ModelError if missing or the sha256 differs."""
+    """Card and file bytes of `ref`; raises ModelError if missing, another version, or the sha256 differs."""
     directory = variant_dir(ref, root)
     try:
         card = ModelCard.load(directory)
@@ -33,6 +35,10 @@ def load_verified(ref: str, root: Path = MODELS_DIR) -> tuple[ModelCard, bytes]:
         raise ModelError(f"model {ref}: {exc.filename} not found") from None
     except ValueError as exc:
         raise ModelError(f"model {ref}: card.json is invalid: {exc}") from None
+    pinned = split_ref(ref)[1]
+    if pinned is not None and card.version != pinned:
+        have = ", ".join(versions_of(ref, root)) or "none"
+        raise ModelError(f"model {ref}: no version {pinned} on disk (versions: {have})")
     actual = hashlib.sha256(blob).hexdigest()
     if actual != card.sha256:
         raise ModelError(

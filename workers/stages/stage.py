@@ -10,6 +10,8 @@ bad message. In order, for one batch:
 2. admission of the valid members (no compute): those that cannot finish in time are shed to
    `P.late` (`expired`, `insufficient-budget`); when the primary model would miss but the fallback
    fits, the most urgent members run on the fallback and answer `degraded` (see admission.py);
+   with a canary (canary.py), the members of its devices that run on the primary run on the
+   candidate version instead (no cache, no gate for them);
 3. cache (when enabled): identical inputs already answered by the primary are served as is;
 4. gate (when configured): a tiny model answers alone where it is confident enough;
 5. the model runs once per variant on its group; each run feeds that variant's cost model;
@@ -44,6 +46,7 @@ from workers.messages.frames import load_decoder
 from workers.messages.headers import StageTime
 from workers.messages.outcome import Outcome, Status, worse
 from workers.stages.cache import ResultCache, content_key, owned, row_nbytes
+from workers.stages.canary import Canary
 from workers.stages.model import OnnxModel
 from workers.telemetry.hooks import NOOP, Telemetry
 from workers.telemetry.logs import event
@@ -89,8 +92,10 @@ class Stage:
             "primary": CostModel(),
             "fallback": CostModel(),
             "gate": CostModel(),
+            "candidate": CostModel(),
             "overhead": CostModel(),
         }
+        self.canary: Canary | None = None  # set between batches by workers/loop/rollout.py
         self.cache: ResultCache[Row] | None = (
             ResultCache(self.spec.cache.max_entries, self.spec.cache.ttl_ms, clock, size_of=row_nbytes)
             if self.spec.cache.enabled
@@ -105,6 +110,14 @@ class Stage:
     def model_rows_run(self) -> int:
         """Rows handed to any model of this stage: shed frames never add to it."""
         return sum(self.rows_by_variant.values())
+
+    def serve(self, model: OnnxModel, prior: Line, canary: Canary | None) -> None:
+        """Answer with `model` (and `canary`) from the next batch on; call between batches only."""
+        if model is not self.model:
+            self.model = model
+            self.costs["primary"] = CostModel()
+            self.costs["primary"].set_prior(prior)
+        self.canary = canary
 
     def use_board(self, board: LatencyBoard) -> None:
         """Plan with the later stages' measured latency from `board` (the static shares until then)."""
@@ -208,7 +221,8 @@ class Stage:
         """Outcomes aligned with `batch`: shed → late, undecodable → dlq, the rest run."""
         started = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(batch)
-        groups: dict[str, list[tuple[int, np.ndarray]]] = {"primary": [], "fallback": []}
+        groups: dict[str, list[tuple[int, np.ndarray]]] = {"primary": [], "fallback": [], "candidate": []}
+        canary = self.canary
         with telemetry.phase("decode", batch):
             # Validate every member first (cheap): a frame that can never run goes to the DLQ,
             # never to P.late, however loaded the stage is. Admission plans the valid ones only.
@@ -239,6 +253,8 @@ class Stage:
                 if route[i] == "fallback":
                     status[i] = worse(status[i], "degraded")
                 groups[route[i]].append((i, arrays[i]))
+            if canary is not None:
+                groups["primary"], groups["candidate"] = canary.split(batch, groups["primary"])
         rows: dict[int, tuple[Row, OnnxModel]] = {}
         keys: dict[int, bytes] = {}
         if self.cache is not None and groups["primary"]:
@@ -246,7 +262,12 @@ class Stage:
         if self.gate is not None and groups["primary"]:
             self._gate(batch, groups, rows, telemetry)
         model_ms = 0.0
-        for key, model in (("fallback", self.fallback), ("primary", self.model)):
+        runs = (
+            ("fallback", self.fallback),
+            ("primary", self.model),
+            ("candidate", canary.model if canary else None),
+        )
+        for key, model in runs:
             members = groups[key]
             if not members or model is None:
                 continue

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from workers.telemetry.drift import DriftMonitor
 from workers.telemetry.health import Health
 from workers.telemetry.hooks import NOOP, Telemetry
 from workers.telemetry.metrics import Metrics
@@ -76,6 +77,10 @@ class Fanout(Telemetry):
         for m in self.members:
             m.lag(topic, partition, lag, oldest_age_ms)
 
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
+        for m in self.members:
+            m.model_changed(stage, ref, result, role)
+
     def holding(self, reason: str | None) -> None:
         for m in self.members:
             m.holding(reason)
@@ -88,11 +93,18 @@ class Fanout(Telemetry):
 class Observability(Fanout):
     """The composed telemetry, with handles on its parts for tests and the CLI."""
 
-    def __init__(self, tracing: Tracing | None, metrics: Metrics | None, health: Health | None) -> None:
-        super().__init__([m for m in (tracing, metrics, health) if m is not None])
+    def __init__(
+        self,
+        tracing: Tracing | None,
+        metrics: Metrics | None,
+        health: Health | None,
+        drift: DriftMonitor | None = None,
+    ) -> None:
+        super().__init__([m for m in (tracing, metrics, drift, health) if m is not None])
         self.tracing = tracing
         self.metrics = metrics
         self.health = health
+        self.drift = drift
 
     @property
     def port(self) -> int | None:
@@ -135,10 +147,19 @@ def build_telemetry(
     metrics: Metrics | None = None
     health: Health | None = None
     port = settings.worker.metrics_port
+    drift: DriftMonitor | None = None
     if port is not None:
         metrics = Metrics(pipeline, stages)
+        if obs.drift:
+            drift = DriftMonitor(
+                pipeline,
+                stages,
+                metrics.registry,
+                models_dir=settings.models_dir,
+                window_frames=obs.drift_window_frames,
+            )
         health = Health(stages, metrics.registry, liveness_timeout_s=obs.liveness_timeout_s)
         health.serve(port)
     if metrics is None:
         return NOOP if tracing is None else tracing  # no fan-out, and no lag polling for nobody
-    return Observability(tracing, metrics, health)
+    return Observability(tracing, metrics, health, drift)

@@ -54,6 +54,11 @@ class Telemetry:
     def lag(self, topic: str, partition: int, lag: int, oldest_age_ms: float | None) -> None:
         """Consumer lag of one partition and the age of its oldest unprocessed message."""
 
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
+        """A rollout put version `ref` (`<pipeline>/<variant>@<version>`) into service as the
+        `serving` version or a canary `candidate` (`result` is `applied`), or refused it (`result`
+        is the refusal code: missing, checksum, shape, warm-up)."""
+
     def holding(self, reason: str | None) -> None:
         """The worker stopped taking input and says why (circuit open, broker unreachable), or
         resumed (`None`): a holding worker is alive but not ready."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -134,6 +134,21 @@ class Metrics(Telemetry):
             "The model variant a stage serves (value 1)",
             (*labels, "model", "version", "variant"), registry=r,
         )  # fmt: skip
+        self.version_messages = Counter(
+            "ontime_version_messages",
+            "Messages settled by the model version that answered them, by outcome (canary, A/B)",
+            (*labels, "model", "version", "outcome"), registry=r,
+        )  # fmt: skip
+        self.version_compute = Histogram(
+            "ontime_version_compute_seconds",
+            "Model run time of the batch each message was computed in, by model version",
+            (*labels, "model", "version"), registry=r, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.model_changes = Counter(
+            "ontime_model_changes",
+            "Rollout changes: a version applied, or refused with its reason",
+            (*labels, "model", "version", "result"), registry=r,
+        )  # fmt: skip
         for stage in self.stages:  # series exist from the start, so rate() sees the first increment
             self.ready.labels(pipeline.name, stage).set(0)
             for outcome in OUTCOMES:
@@ -158,7 +173,25 @@ class Metrics(Telemetry):
             variant = str(attributes.get("variant", "primary"))
             version = rest.partition(":")[0]
             self.model_info.labels(self.pipeline.name, stage, model_name, version, variant).set(1)
+            return self._timed(
+                self.version_compute.labels(self.pipeline.name, stage, model_name, version), len(envs)
+            )
         return super().phase(name, envs, **attributes)
+
+    @contextmanager
+    def _timed(self, histogram: Histogram, members: int) -> Iterator[None]:
+        """The wrapped model run's time, observed once per member (as ontime_stage_compute_seconds)."""
+        started = time.perf_counter()
+        yield
+        took = time.perf_counter() - started
+        for _ in range(members):
+            histogram.observe(took)
+
+    def model_changed(self, stage: str, ref: str, result: str, role: str = "serving") -> None:
+        variant, _, version = ref.partition("@")
+        self.model_changes.labels(self.pipeline.name, stage, variant, version, result).inc()
+        if result == "applied":
+            self.model_info.clear()  # the next batch sets the versions now serving
 
     def computed(self, envs: Sequence[Envelope], outcomes: Sequence[Outcome], compute_ms: float) -> None:
         if not envs:
@@ -177,6 +210,10 @@ class Metrics(Telemetry):
             stage = stage_of(env, self.stages, output=outcome.kind == "emit")
             kind = outcome_label(outcome)
             self.messages.labels(self.pipeline.name, stage, kind).inc()
+            if env.model:
+                model_name, _, rest = env.model.partition(":")
+                version = rest.partition(":")[0]
+                self.version_messages.labels(self.pipeline.name, stage, model_name, version, kind).inc()
             if outcome.kind != "emit":
                 continue
             self.slack.labels(self.pipeline.name, stage).observe(env.deadline.remaining_ms(now) / 1000.0)

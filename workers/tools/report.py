@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from schemas.results import Result
 from workers.config.spec import STAGE_ORDER, PipelineSpec, pipeline_file
 from workers.errors import ConfigError
+from workers.tools import drift_report
 from workers.tools.stats import Summary, summarize
 
 PERCENTILES = ("p50", "p95", "p99")
@@ -443,6 +444,12 @@ def register_cli(subparsers: Any) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--topic", help="results topic to read from the beginning (default: P.results)")
     source.add_argument("--file", type=Path, help="JSON-lines file of results instead of a topic")
+    source.add_argument(
+        "--shadow",
+        action="store_true",
+        help="the shadow candidate's agreement with the serving version (P.shadow)",
+    )
+    parser.add_argument("--window", type=float, default=60.0, help="--shadow: seconds per window (60)")
     parser.add_argument(
         "--bootstrap",
         dest="report_bootstrap",
@@ -452,15 +459,32 @@ def register_cli(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("report"), help="directory for the PNG and HTML")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to read the topic for at most")
+    parser.add_argument(
+        "--drift", action="store_true", help="instead: drift scores vs thresholds from workers' /metrics"
+    )
+    parser.add_argument(
+        "--metrics-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a worker's /metrics for --drift (repeat for each replica; default http://127.0.0.1:9400/metrics)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.drift:
+        return drift_report.report(args.metrics_url or ["http://127.0.0.1:9400/metrics"], sys.stdout)
     extra: dict[str, Any] = {}
     if args.report_bootstrap:
         extra = {"kafka": {"bootstrap_servers": args.report_bootstrap}}
     settings = args.load_settings(extra=extra)
     pipeline = settings.pipeline
+    if args.shadow:
+        from workers.tools.shadow_report import read_comparisons, render
+
+        print(render(read_comparisons(settings, args.timeout), args.window))
+        return 0
     if args.file is not None:
         results = read_file(args.file)
         origin = str(args.file)

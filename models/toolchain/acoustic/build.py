@@ -33,12 +33,12 @@ from .gate import GATE_LABELS, GATE_WIDTHS, MAX_FALSE_EXIT, choose_threshold, ga
 from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
 from .realdata import unlabelled_real
+from .recipe import N_UNLABELLED, SEED, UNLABELLED_COPIES, noisy
 from .reject import MAX_CALIBRATION_FAR, false_accepts, false_rejects, plot, tie_rate, trade_off
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
 
-SEED = 20261124
-VERSION = "1.1.0"
+VERSION = "1.0.0"
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_EPOCHS = 16
@@ -46,8 +46,6 @@ PRUNE_KEEP = 0.5
 PRUNE_EPOCHS = 6
 DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
-N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
-UNLABELLED_COPIES = 5
 REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one
 LATENCY_THREADS = 1
 # Open-set training data: voices per extra word for training (negatives.extra_words: two words in
@@ -292,7 +290,7 @@ class Build:
         copies = []
         for copy in range(UNLABELLED_COPIES):
             rng = np.random.default_rng(100 + copy)
-            copies.append(clean if copy == 0 else np.stack([_noisy(x, noise, rng) for x in clean]))
+            copies.append(clean if copy == 0 else np.stack([noisy(x, noise, rng) for x in clean]))
         feats = self.work / f"unl_features_{UNLABELLED_COPIES}.npy"
         if feats.is_file():
             x_unl = np.load(feats)
@@ -562,7 +560,7 @@ class Build:
     def open_set(self, temperature: float, threshold: float) -> None:
         """False accepts / rejects at the served threshold, tie rates and a DET plot per classifier."""
         real = self.sets["real"]
-        noisy = self.sets["real_keywords_noisy"]
+        noisy_kw = self.sets["real_keywords_noisy"]
         en_unknown = real.y == LABELS.index(UNKNOWN)
         for variant in ("classifier", "student", "student-int8", "student-pruned", "student-pruned-int8"):
             path = self.out / variant / "model.onnx"
@@ -577,14 +575,14 @@ class Build:
                     probs["real_keywords"], kw.y, neg, N_KEYWORDS
                 ),
                 "noisy real keywords vs real non-keyword speech": trade_off(
-                    probs["real_keywords_noisy"], noisy.y, neg, N_KEYWORDS
+                    probs["real_keywords_noisy"], noisy_kw.y, neg, N_KEYWORDS
                 ),
             }
             far = false_accepts(neg, N_KEYWORDS, threshold)
             far_fr = false_accepts(probs["real_speech"], N_KEYWORDS, threshold)
             far_en = false_accepts(probs["real"][en_unknown], N_KEYWORDS, threshold)
             frr = false_rejects(probs["real_keywords"], kw.y, N_KEYWORDS, threshold)
-            frr_noisy = false_rejects(probs["real_keywords_noisy"], noisy.y, N_KEYWORDS, threshold)
+            frr_noisy = false_rejects(probs["real_keywords_noisy"], noisy_kw.y, N_KEYWORDS, threshold)
             far0 = false_accepts(neg, N_KEYWORDS, 0.0)
             ties = {name: round(tie_rate(z), 4) for name, z in logits.items()}
             png = plot(curves, threshold, f"acoustic/{variant}", self.out / variant / "det.png")
@@ -711,14 +709,6 @@ def _fmt(acc: dict[str, Interval]) -> str:
     return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
 
 
-def _noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
-    """Real speech + a real noise window at 0-20 dB SNR."""
-    n = noise.window(rng)
-    rms_x = float(np.sqrt(np.mean(x**2)) + 1e-9)
-    n = n * rms_x / float(np.sqrt(np.mean(n**2)) + 1e-9) / 10 ** (rng.uniform(0, 20) / 20)
-    return np.clip(x + n, -1, 1).astype(np.float32)
-
-
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -748,6 +738,10 @@ def build(out_dir: Path, quick: bool = False) -> None:
         extra = post.model_extra if post.model_extra is not None else {}
         b.open_set(float(extra["temperature"]), b.threshold)
     _log(f"serving: {mark_serving(out_dir)}")
+    if not quick:
+        from . import reference  # the drift reference of the served cards (no torch)
+
+        reference.build(out_dir)
     summary = {k: {s: round(v.value, 4) for s, v in acc.items()} for k, acc in b.accuracy.items()}
     (b.work / "summary.json").write_text(json.dumps(summary, indent=2))
     _log(f"done in {time.time() - started:.0f} s")

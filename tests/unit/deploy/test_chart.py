@@ -169,6 +169,24 @@ def test_alerts_cover_late_share_dlq_age_and_readiness(production: list[Manifest
     assert infer_share["expr"].endswith("> 0.05")  # 250 ms × 0.20
 
 
+def test_drift_alert_compares_each_group_with_its_cards_threshold(production: list[Manifest]) -> None:
+    groups = next(d for d in production if d["kind"] == "PrometheusRule")["spec"]["groups"]
+    drift = next(g for g in groups if g["name"].endswith(".drift"))
+    (rule,) = drift["rules"]
+    assert rule["alert"] == "OntimeDrift" and rule["for"] == "15m"
+    assert "ontime_drift_score{" in rule["expr"] and "ontime_drift_threshold{" in rule["expr"]
+    assert "on (pipeline, stage, group)" in rule["expr"]
+    assert rule["annotations"]["runbook"] == "docs/operations.md#ontimedrift"
+
+
+def test_a_refused_model_version_alerts_with_its_reason(production: list[Manifest]) -> None:
+    groups = next(d for d in production if d["kind"] == "PrometheusRule")["spec"]["groups"]
+    (rule,) = next(g for g in groups if g["name"].endswith(".models"))["rules"]
+    assert rule["alert"] == "OntimeModelRefused"
+    assert "ontime_model_changes_total{" in rule["expr"] and 'result!="applied"' in rule["expr"]
+    assert rule["annotations"]["runbook"] == "docs/operations.md#ontimemodelrefused"
+
+
 def test_pdb_and_service_per_stage(default: list[Manifest]) -> None:
     assert set(by_kind(default, "PodDisruptionBudget")) == set(STAGES)
     for svc in by_kind(default, "Service").values():

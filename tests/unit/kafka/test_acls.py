@@ -12,6 +12,7 @@ from workers.kafka.acls import (
     control_reader_group,
     pipeline_grants,
     principals,
+    shadow_group,
     stage_principal,
 )
 from workers.kafka.clients import producer_config
@@ -41,6 +42,8 @@ def test_each_stage_reads_its_input_and_group_and_writes_its_outputs_only() -> N
             ("READ", "TOPIC", p.topics.control, "LITERAL"),
             ("WRITE", "TOPIC", p.topics.control, "LITERAL"),
             ("READ", "GROUP", control_reader_group(p), "LITERAL"),
+            ("WRITE", "TOPIC", p.topics.shadow, "LITERAL"),
+            ("READ", "GROUP", shadow_group(p, stage), "LITERAL"),
         }
 
 

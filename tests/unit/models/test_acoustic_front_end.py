@@ -99,7 +99,8 @@ def test_silence_and_full_scale_stay_exact_and_finite() -> None:
 def served_classifiers() -> list[str]:
     """The infer stage's model and its fallback, from the pipeline YAML."""
     infer = load_settings("acoustic").pipeline.stages["infer"]
-    return [ref.removeprefix("acoustic/") for ref in (infer.model, infer.fallback) if ref]
+    refs = (infer.model, infer.fallback)
+    return [ref.removeprefix("acoustic/").partition("@")[0] for ref in refs if ref]  # top level: 1.0.0
 
 
 @pytest.mark.parametrize("classifier", served_classifiers())

@@ -15,6 +15,7 @@ from workers.messages import headers as h
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
 from workers.messages.outcome import Outcome
+from workers.telemetry.drift import DriftMonitor
 from workers.telemetry.fanout import Observability, build_telemetry
 from workers.telemetry.health import Health
 from workers.telemetry.metrics import LATENCY_BUCKETS, Metrics, stage_of
@@ -229,10 +230,10 @@ def test_dashboard_queries_name_only_metrics_that_exist(pipeline: PipelineSpec) 
     assert variables["datasource"]["type"] == "datasource"
     assert float(variables["budget_le"]["query"]) in LATENCY_BUCKETS
     suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
+    metrics = Metrics(pipeline, ["infer"])
+    DriftMonitor(pipeline, ["infer"], metrics.registry)
     exposed = {
-        family.name + suffix
-        for family in Metrics(pipeline, ["infer"]).registry.collect()
-        for suffix in suffixes[family.type]
+        family.name + suffix for family in metrics.registry.collect() for suffix in suffixes[family.type]
     }
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     used = {name for e in exprs for name in re.findall(r"\bontime_[a-z_]+", e)}
