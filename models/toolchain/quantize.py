@@ -6,7 +6,7 @@ every intermediate, measure it, and name it in the card's lineage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,10 @@ def quantize_int8(
     per_channel: bool = True,
     reduce_range: bool = True,
     method: CalibrationMethod = CalibrationMethod.MinMax,
+    exclude: Sequence[str] = (),
 ) -> Path:
-    """INT8 static quantization in QDQ format, calibrated on real inputs (see `INT8_SCHEME`)."""
+    """INT8 static quantization in QDQ format, calibrated on real inputs (see `INT8_SCHEME`);
+    nodes named in `exclude` stay float."""
     quantize_static(
         str(src),
         str(dst),
@@ -84,6 +86,7 @@ def quantize_int8(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=method,
+        nodes_to_exclude=list(exclude),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
     return dst

@@ -86,6 +86,8 @@ def _pipeline_section(pipeline: str, cards: list[tuple[str, ModelCard]]) -> list
         lines.append(_row([f"`{variant}`", f"`{card.sha256[:12]}`", lineage.replace("|", "/")]))
     lines.append("")
 
+    lines += _open_set_section(pipeline, cards)
+
     notes = [(variant, note) for variant, card in cards for note in card.notes]
     if notes:
         lines += ["Notes:", ""] + [f"- `{variant}`: {note}" for variant, note in notes] + [""]
@@ -141,6 +143,64 @@ def _drift_section(cards: list[tuple[str, ModelCard]]) -> list[str]:
                 )
             lines.append(_row(cells))
         lines.append("")
+    return lines
+
+
+def _rate(value: object) -> str:
+    if not isinstance(value, dict):
+        return "–"
+    return f"{value['value']:.2%} [{value['low']:.2%}, {value['high']:.2%}] n={value['n']}"
+
+
+def _open_set_section(pipeline: str, cards: list[tuple[str, ModelCard]]) -> list[str]:
+    """False accepts / rejects at the served rejection threshold and each variant's DET plot."""
+    rows = [(v, (c.model_extra or {}).get("open_set")) for v, c in cards]
+    rows = [(v, o) for v, o in rows if isinstance(o, dict)]
+    if not rows:
+        return []
+    head = [
+        "variant",
+        "threshold",
+        "false accepts, real non-keyword speech",
+        "(without rejection)",
+        "false rejects, real keywords",
+        "false rejects, noisy real keywords",
+        "top-2 ties",
+        "trade-off",
+    ]
+    lines = [
+        "Open set: false accepts are non-keyword clips answered with a keyword, false rejects are "
+        "keyword clips not answered with their own keyword, at the threshold the postprocess graph "
+        "serves (95 % Wilson intervals).",
+        "",
+        _row(head),
+        _row(["---"] * len(head)),
+    ]
+    for variant, o in rows:
+        ties = max(o.get("tie_rate", {}).values(), default=0.0)
+        png = f"[det.png](../models/{pipeline}/{variant}/{o.get('det_png', 'det.png')})"
+        lines.append(
+            _row(
+                [
+                    f"`{variant}`",
+                    f"{o['threshold']:.2f}",
+                    _rate(o.get("false_accept_real_speech")),
+                    _rate(o.get("false_accept_without_rejection")),
+                    _rate(o.get("false_reject_real_keywords")),
+                    _rate(o.get("false_reject_real_keywords_noisy")),
+                    f"{ties:.4f}",
+                    png,
+                ]
+            )
+        )
+    served = [
+        v
+        for v, c in cards
+        if str(getattr(c, "serving", "")).startswith("infer") and (c.model_extra or {}).get("open_set")
+    ]
+    for variant in served:
+        lines += ["", f"![{pipeline}/{variant} trade-off](../models/{pipeline}/{variant}/det.png)"]
+    lines.append("")
     return lines
 
 

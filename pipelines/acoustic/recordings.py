@@ -25,6 +25,7 @@ ALLISON_PACKAGE: Final = "asterisk-core-sounds-en-wav"
 KLETTRES_DIR: Final = Path("/usr/share/klettres")
 KLETTRES_PACKAGE: Final = "klettres-data"
 SONIC_PI_DIR: Final = Path("/usr/share/sonic-pi/samples")
+ASTERISK_SOUNDS: Final = Path("/usr/share/asterisk/sounds")
 SONIC_PI_PACKAGE: Final = "sonic-pi-samples"
 
 DIGITS: Final = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -63,7 +64,28 @@ _ALLISON_UNKNOWN_WORDS: Final = (
 # unknown class: they are neither clearly a keyword nor clearly not one.
 _AMBIGUOUS: Final = frozenset({"letters/o.wav", "letters/zed.wav", "letters/z.wav"})
 
-SPLITS: Final = ("eval", "keywords", "unknown_train", "background_train")
+# Real human speech in other languages, by speakers the English keywords never come from: the
+# asterisk prompt sets. None of it is an English keyword, so every window is honestly `_unknown_`;
+# number words (digits/), letters that sound like a keyword, tones and silence are left out.
+# June (Canadian French) is only ever evaluated on; Carlo (Italian) and the Russian speaker are
+# split by file: three in four train, one in four calibrate the rejection threshold.
+SPEECH_EVAL_DIRS: Final = {"fr_CA_f_June": "asterisk-core-sounds-fr-wav"}
+SPEECH_TRAIN_DIRS: Final = {
+    "it_IT_m_Carlo": "asterisk-core-sounds-it-wav",
+    "ru_RU_f_IvrvoiceRU": "asterisk-core-sounds-ru-wav",
+}
+_SKIP_SUBDIRS: Final = frozenset({"digits", "silence"})
+_SKIP_NAMES: Final = ("beep", "tone", "vm-no.", "letters/o.", "letters/z")
+
+SPLITS: Final = (
+    "eval",
+    "keywords",
+    "unknown_train",
+    "background_train",
+    "speech_eval",
+    "speech_train",
+    "speech_calib",
+)
 
 
 class RecordingsMissing(RuntimeError):
@@ -177,6 +199,44 @@ def unknown_files(split: str) -> list[Path]:
     raise ValueError(f"unknown split must be 'train' or 'eval', not {split!r}")
 
 
+def speech_files(split: str) -> list[Path]:
+    """Non-English asterisk prompts: "eval" (June, fr-CA), "train" / "calib" (Carlo + ru, by file)."""
+    if split not in ("eval", "train", "calib"):
+        raise ValueError(f"speech split must be 'eval', 'train' or 'calib', not {split!r}")
+    dirs = SPEECH_EVAL_DIRS if split == "eval" else SPEECH_TRAIN_DIRS
+    files: list[Path] = []
+    for name, package in dirs.items():
+        _require(ASTERISK_SOUNDS / name, package)
+        for path in sorted((ASTERISK_SOUNDS / name).rglob("*.wav")):
+            rel = path.relative_to(ASTERISK_SOUNDS / name).as_posix()
+            if rel.split("/")[0] in _SKIP_SUBDIRS or any(k in rel for k in _SKIP_NAMES):
+                continue
+            files.append(path)
+    if split == "calib":
+        return files[::4]
+    if split == "train":
+        return [f for i, f in enumerate(files) if i % 4 != 0]
+    return files
+
+
+def speech_windows(files: list[Path], hop: int = CLIP_SAMPLES // 2) -> list[Clip]:
+    """Every one-second window (half overlap) of each file that holds speech, as `_unknown_`;
+    hop=0: one window per file, centred on its speech."""
+    clips: list[Clip] = []
+    for path in files:
+        x = load_audio(path)
+        if len(x) < SAMPLE_RATE // 10:
+            continue  # empty or a click
+        if len(x) <= CLIP_SAMPLES * 1.2 or hop == 0:
+            windows = [centre_clip(x)]
+        else:
+            windows = [x[s : s + CLIP_SAMPLES] for s in range(0, len(x) - CLIP_SAMPLES + 1, hop)]
+        for k, w in enumerate(windows):
+            if float(np.sqrt(np.mean(w.astype(np.float64) ** 2))) >= 3e-3:
+                clips.append(Clip(label=UNKNOWN, pcm=to_int16(w), source=f"{path}#{k}"))
+    return clips
+
+
 def keyword_clips() -> list[Clip]:
     """Every human recording of a keyword: the asterisk speaker, plus klettres speakers for "no"."""
     _require(ALLISON_DIR, ALLISON_PACKAGE)
@@ -193,7 +253,10 @@ def real_clips(split: str = "eval") -> list[Clip]:
 
     Splits: "eval" = every keyword recording + held-out unknown words + held-out background;
     "keywords" = the keyword recordings only; "unknown_train" / "background_train" = the
-    disjoint real negatives the toolchain may train or calibrate on (never evaluated on).
+    disjoint real negatives the toolchain may train or calibrate on (never evaluated on);
+    "speech_eval" = one centred second of each French prompt by a speaker nothing trains or
+    calibrates on (real non-keyword speech); "speech_train" / "speech_calib" = windows of the
+    Italian and Russian prompts, for training and for calibrating the rejection threshold.
     """
     if split == "keywords":
         return keyword_clips()
@@ -204,4 +267,8 @@ def real_clips(split: str = "eval") -> list[Clip]:
         return [_speech_clip(UNKNOWN, p) for p in unknown_files("train")]
     if split == "background_train":
         return _background_clips(noise_files("train"))
+    if split == "speech_eval":
+        return [c for c in speech_windows(speech_files("eval"), hop=0) if c.source.endswith("#0")]
+    if split in ("speech_train", "speech_calib"):
+        return speech_windows(speech_files(split.removeprefix("speech_")))
     raise ValueError(f"split must be one of {SPLITS}, not {split!r}")

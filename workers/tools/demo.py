@@ -455,6 +455,12 @@ def _summary(
     ]
     for group, (right, scored) in by_group.items():
         lines.append(f"    {group:<17}{_pct(right, scored)}   ({right}/{scored})")
+    accepted, unknown = _false_accepts(report, tally)
+    if unknown:
+        lines.append(
+            f"  false accepts      {_pct(accepted, unknown)}   ({accepted}/{unknown} frames of words "
+            "that are no keyword answered as a keyword)"
+        )
     if outcome.events is not None:
         lines.append(
             "    (streamed windows: a keyword wholly inside, or no word at all; partial ones unscored)"
@@ -497,6 +503,19 @@ def _accuracy_by_group(report: SendReport, tally: Tally) -> dict[str, tuple[int,
     if len(hits) < 2:
         return {}
     return {g: (r, n) for g, (r, n) in sorted(hits.items(), key=lambda kv: kv[0].startswith("_"))}
+
+
+def _false_accepts(report: SendReport, tally: Tally) -> tuple[int, int]:
+    """(answered with a named class, scored) over the frames whose true label is `_unknown_`:
+    words that are not keywords, which an open-set spotter must not take for one."""
+    accepted = scored = 0
+    for result in tally.results:
+        frame = report.frames.get(result.id)
+        if frame is None or frame.label != "_unknown_":
+            continue
+        scored += 1
+        accepted += int(not result.label.startswith("_"))
+    return accepted, scored
 
 
 def _reasons(tally: Tally, kind: str) -> str:

@@ -18,12 +18,13 @@ from models.toolchain.cards import assemble_card, write_card
 from models.toolchain.latency import measure_latency
 from models.toolchain.quantize import INT8_SCHEME, batched, convert_fp16, optimize, preprocess, quantize_int8
 from models.toolchain.stats import accuracy, drop_points
-from pipelines.acoustic.recordings import LABELS, noise_files, real_clips
+from pipelines.acoustic.recordings import LABELS, UNKNOWN, noise_files, real_clips
 from schemas.card import Interval, LatencyStat, Lineage, ModelCard
 
+from . import reject
 from .augment import NoiseBank
 from .data import FeatureSet, clips_set, synthetic_set
-from .evaluate import EVAL_SETS, evaluate_onnx, onnx_logits, real_sets, score
+from .evaluate import EVAL_SETS, N_KEYWORDS, evaluate_onnx, onnx_logits, real_sets, score
 from .export import build_postprocess, expected_calibration_error, export_classifier, fit_temperature
 from .features import FeatureExtractor
 from .frontend import ROLES as FRONT_END_ROLES
@@ -33,6 +34,7 @@ from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
 from .realdata import unlabelled_real
 from .recipe import N_UNLABELLED, SEED, UNLABELLED_COPIES, noisy
+from .reject import MAX_CALIBRATION_FAR, false_accepts, false_rejects, plot, tie_rate, trade_off
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
 
@@ -46,6 +48,15 @@ DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
 REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one
 LATENCY_THREADS = 1
+# Open-set training data: voices per extra word for training (negatives.extra_words: two words in
+# three) and the real Italian/Russian speech windows as `_unknown_` teacher/student negatives. Off
+# in the committed models: a build with them trains on ~40 % more frames, which the shared 2-core
+# machine could not fit in the session that added them (docs/models-acoustic.md, "Open set").
+OPEN_SET_TRAINING = False
+EXTRA_TRAIN_VOICES = 4 if OPEN_SET_TRAINING else 0
+# The rejection threshold is calibrated on the calibration voices speaking the held-out third of
+# the extra words, one voice each: words no model ever heard.
+REJECTION_CALIB_VOICES = 1
 
 
 def _log(msg: str) -> None:
@@ -71,13 +82,36 @@ class Build:
     def data(self) -> None:
         _log("synthesizing + augmenting training speech (espeak-ng x sonic-pi noise)")
         self.train = synthetic_set(
-            "train", "train", self.work, self.fe, SEED, 120, 30, 3, 1500, keep_pcm=not self.quick
+            "train",
+            "train",
+            self.work,
+            self.fe,
+            SEED,
+            120,
+            30,
+            3,
+            1500,
+            keep_pcm=not self.quick,
+            per_extra=EXTRA_TRAIN_VOICES,
         )
+        self.eval_data()
+
+    def eval_data(self) -> None:
+        """Calibration voices, the synthetic test voices and every real evaluation set."""
         self.calib = synthetic_set("calib", "calib", self.work, self.fe, SEED + 1, 24, 6, 1, 120)
         test = synthetic_set(
-            "synthetic_test", "test", self.work, self.fe, SEED + 2, 60, 12, 1, 200, keep_pcm=True
+            "synthetic_test",
+            "test",
+            self.work,
+            self.fe,
+            SEED + 2,
+            60,
+            12,
+            1,
+            200,
+            keep_pcm=True,
         )
-        _log(f"train {len(self.train.y)} calib {len(self.calib.y)} test {len(test.y)}; reading real speech")
+        _log(f"calib {len(self.calib.y)} test {len(test.y)}; reading real speech")
         self.sets = {**real_sets(self.fe), "synthetic_test": test}
 
     # -- measuring -------------------------------------------------------------------------
@@ -121,7 +155,9 @@ class Build:
         _log("training the synthetic-only baseline classifier")
         seed_everything(SEED)
         model = KwsTcn(BASELINE_WIDTHS, len(LABELS))
-        fit(model, self.train.x, self.train.y, epochs=10, seed=SEED)
+        if not self.load_state("classifier", model, len(self.train.y)):
+            fit(model, self.train.x, self.train.y, epochs=10, seed=SEED)
+            self.save_state("classifier", model, len(self.train.y))
         path = export_classifier(
             model, self.out / "classifier" / "model.onnx", "KwsTcn trained on espeak-ng speech"
         )
@@ -141,9 +177,17 @@ class Build:
     def postprocess(self, classifier: Path) -> None:
         logits = onnx_logits(classifier, self.calib.x)
         temperature = fit_temperature(logits, self.calib.y)
+        threshold, calibration = (0.0, {}) if self.quick else self.rejection(temperature)
         path = self.out / "postprocess" / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(build_postprocess(len(LABELS), temperature), str(path))
+        graph = build_postprocess(
+            len(LABELS),
+            temperature,
+            threshold=threshold,
+            n_keywords=N_KEYWORDS,
+            unknown=LABELS.index(UNKNOWN),
+        )
+        onnx.save(graph, str(path))
         ece_before = expected_calibration_error(_softmax(logits), self.calib.y)
         ece_after = expected_calibration_error(_softmax(logits / temperature), self.calib.y)
         latency = measure_latency(
@@ -162,13 +206,24 @@ class Build:
                 "training nor test)",
                 notes="temperature fitted by minimising NLL of softmax(logits / T)",
             ),
-            notes=[f"ECE on the calibration set: {ece_before} before, {ece_after} after temperature scaling"],
+            notes=[
+                f"ECE on the calibration set: {ece_before} before, {ece_after} after temperature scaling",
+                f"open-set rejection: a keyword top-1 with calibrated probability below {threshold} is "
+                "answered _unknown_ (score 1 - p); threshold = the lowest at which false accepts on the real "
+                f"calibration speakers are <= {MAX_CALIBRATION_FAR:.0%}: "
+                + "; ".join(f"{k} FAR {v[0]:.3f} FRR {v[1]:.3f}" for k, v in calibration.items()),
+            ],
             temperature=temperature,
+            rejection_threshold=threshold,
+            rejection_calibration={
+                k: {"far": round(v[0], 4), "frr": round(v[1], 4)} for k, v in calibration.items()
+            },
             calibrated_for=classifier.parent.name,
             ece={"before": ece_before, "after": ece_after},
         )
         write_card(card, path.parent)
-        _log(f"postprocess: T={temperature} ECE {ece_before} -> {ece_after}")
+        _log(f"postprocess: T={temperature} ECE {ece_before} -> {ece_after}, rejection below {threshold}")
+        self.threshold = threshold
 
     # -- teacher and distillation ------------------------------------------------------------
     def embed(self, name: str, pcm: np.ndarray) -> np.ndarray:
@@ -185,6 +240,8 @@ class Build:
         self.embedder = SpeechEmbedder()
         assert self.train.pcm is not None
         negatives = real_clips("unknown_train") + real_clips("background_train")
+        if OPEN_SET_TRAINING:
+            negatives += real_clips("speech_train")
         self.neg = clips_set("real_negatives", negatives, self.fe)
         assert self.neg.pcm is not None
         emb_train = self.embed("train", self.train.pcm)
@@ -205,6 +262,23 @@ class Build:
         self.soft_neg = _softmax(head_logits(head, emb_neg) / DISTILL_T)
 
         _log("teacher: soft-labelling unlabelled real audio (klettres-data, asterisk prompts)")
+        softs = [
+            _softmax(head_logits(head, self.embed(f"unl{copy}", pcm)) / DISTILL_T)
+            for copy, pcm in enumerate(self.unlabelled_copies())
+        ]
+        self.soft_unlabelled = np.concatenate(softs)
+        top = np.bincount(self.soft_unlabelled.argmax(1), minlength=len(LABELS))
+        _log(
+            "teacher's top-1 on unlabelled real audio: "
+            + ", ".join(f"{LABELS[i]} {n}" for i, n in enumerate(top) if n)
+        )
+
+    def unlabelled_copies(self) -> list[np.ndarray]:
+        """The real unlabelled windows, clean and with real noise; sets `self.unlabelled` (features).
+
+        Copy 0 is the clean recording; the others add real noise at 0-20 dB SNR, and the teacher
+        labels each noisy copy itself (it is robust to noise, the student must learn to be).
+        """
         cache = self.work / "unl_clean.npz"
         if cache.is_file():
             with np.load(cache) as z:
@@ -213,22 +287,18 @@ class Build:
             clean, _ = unlabelled_real(max_clips=N_UNLABELLED, seed=SEED)
             np.savez(cache, pcm=clean)
         noise = NoiseBank(noise_files("train"))
-        feats, softs = [], []
+        copies = []
         for copy in range(UNLABELLED_COPIES):
-            # Copy 0 is the clean recording; the others add real noise at 0-20 dB SNR, and the
-            # teacher labels each noisy copy itself (it is robust to noise, the student must learn to be).
             rng = np.random.default_rng(100 + copy)
-            pcm = clean if copy == 0 else np.stack([noisy(x, noise, rng) for x in clean])
-            feats.append(self.fe(pcm))
-            softs.append(_softmax(head_logits(head, self.embed(f"unl{copy}", pcm)) / DISTILL_T))
-        x_unl = np.concatenate(feats)
+            copies.append(clean if copy == 0 else np.stack([noisy(x, noise, rng) for x in clean]))
+        feats = self.work / f"unl_features_{UNLABELLED_COPIES}.npy"
+        if feats.is_file():
+            x_unl = np.load(feats)
+        else:
+            x_unl = np.concatenate([self.fe(pcm) for pcm in copies])
+            np.save(feats, x_unl)
         self.unlabelled = FeatureSet("unlabelled_real", x_unl, np.full(len(x_unl), -1, np.int64))
-        self.soft_unlabelled = np.concatenate(softs)
-        top = np.bincount(self.soft_unlabelled.argmax(1), minlength=len(LABELS))
-        _log(
-            "teacher's top-1 on unlabelled real audio: "
-            + ", ".join(f"{LABELS[i]} {n}" for i, n in enumerate(top) if n)
-        )
+        return copies
 
     def distill_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x = np.concatenate([self.train.x, self.neg.x, self.unlabelled.x])
@@ -250,17 +320,19 @@ class Build:
         )
         seed_everything(SEED)
         model = KwsTcn(STUDENT_WIDTHS, len(LABELS))
-        fit(
-            model,
-            x,
-            y,
-            epochs=STUDENT_EPOCHS,
-            seed=SEED,
-            soft=soft,
-            temperature=DISTILL_T,
-            alpha=DISTILL_ALPHA,
-            weights=weights,
-        )
+        if not self.load_state("student", model, len(x)):
+            fit(
+                model,
+                x,
+                y,
+                epochs=STUDENT_EPOCHS,
+                seed=SEED,
+                soft=soft,
+                temperature=DISTILL_T,
+                alpha=DISTILL_ALPHA,
+                weights=weights,
+            )
+            self.save_state("student", model, len(x))
         return model, self.export_fp32(
             "student", model, "KwsTcn student distilled from the speech-embedding teacher"
         )
@@ -272,21 +344,43 @@ class Build:
             f"({count_params(student)} -> {count_params(small)} params)"
         )
         x, y, soft, weights = self.distill_data()
-        fit(
-            small,
-            x,
-            y,
-            epochs=PRUNE_EPOCHS,
-            seed=SEED + 1,
-            lr=1e-3,
-            soft=soft,
-            temperature=DISTILL_T,
-            alpha=DISTILL_ALPHA,
-            weights=weights,
-        )
+        if not self.load_state("student-pruned", small, len(x)):
+            fit(
+                small,
+                x,
+                y,
+                epochs=PRUNE_EPOCHS,
+                seed=SEED + 1,
+                lr=1e-3,
+                soft=soft,
+                temperature=DISTILL_T,
+                alpha=DISTILL_ALPHA,
+                weights=weights,
+            )
+            self.save_state("student-pruned", small, len(x))
         return small, self.export_fp32(
             "student-pruned", small, "student with whole channels removed, fine-tuned"
         )
+
+    def _state_path(self, variant: str, rows: int) -> Path:
+        return self.work / f"state_{variant}_{SEED}_{rows}.npz"
+
+    def save_state(self, variant: str, model: KwsTcn, rows: int) -> None:
+        """Trained weights as plain arrays (scratch only): a rebuild that changes only what comes
+        after training (rejection, cards, plots) skips the slow part."""
+        np.savez(self._state_path(variant, rows), **{k: v.numpy() for k, v in model.state_dict().items()})
+
+    def load_state(self, variant: str, model: KwsTcn, rows: int) -> bool:
+        path = self._state_path(variant, rows)
+        if not path.is_file():
+            return False
+        import torch
+
+        with np.load(path) as z:
+            model.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files})
+        model.eval()
+        _log(f"{variant}: trained weights from {path.name}")
+        return True
 
     def export_fp32(self, variant: str, model: KwsTcn, doc: str) -> Path:
         raw = export_classifier(model, self.work / variant / "exported.onnx", doc)
@@ -295,10 +389,14 @@ class Build:
         return optimize(raw, path, "basic")
 
     def int8(self, variant: str, fp32: Path) -> Path:
+        (self.work / variant).mkdir(parents=True, exist_ok=True)
         pre = preprocess(fp32, self.work / variant / "pre.onnx")
         path = self.out / f"{variant}-int8" / "model.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return quantize_int8(pre, path, batched("features", self.calibration_features()))
+        # The classifier's last layer stays float: quantized logits tied top-1 and top-2 in ~1 % of
+        # frames (argmax then broke the tie by class index); the float Gemm costs ~2 k MACs.
+        last = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul")]
+        return quantize_int8(pre, path, batched("features", self.calibration_features()), exclude=last)
 
     def fp16_latency(self, variant: str, fp32: Path) -> list[LatencyStat]:
         path = convert_fp16(fp32, self.work / variant / "fp16.onnx")
@@ -389,6 +487,127 @@ class Build:
         extra = card.model_extra if card.model_extra is not None else {}
         extra["int8_faster_than_fp32"] = faster
         card.save(d8)
+
+    def refresh(self) -> None:
+        """Without retraining: re-measure the committed FP32 classifiers on every set, re-quantize
+        their INT8 files (last layer float) and card them (`--only openset`)."""
+        for variant in ("classifier", "student", "student-pruned"):
+            path = self.out / variant / "model.onnx"
+            card = ModelCard.load(self.out / variant)
+            acc = evaluate_onnx(path, self.sets)
+            self.accuracy[variant] = acc
+            _log(f"{variant}: {_fmt(acc)}")
+            card.accuracy = acc
+            card.latency = measure_latency(path, self.latency_inputs("features"), threads=LATENCY_THREADS)
+            parent = (card.lineage.parent or "").removeprefix("acoustic/")
+            if parent in self.accuracy:
+                card.accuracy_drop_vs_parent = {
+                    k: drop_points(self.accuracy[parent][k], v)
+                    for k, v in acc.items()
+                    if k in self.accuracy[parent]
+                }
+            extra = card.model_extra if card.model_extra is not None else {}
+            extra["eval_sets"] = {k: EVAL_SETS[k] for k in acc}
+            card.save(self.out / variant)
+        for variant in ("student", "student-pruned"):
+            q = f"{variant}-int8"
+            old = ModelCard.load(self.out / q)
+            extra = old.model_extra if old.model_extra is not None else {}
+            path = self.int8(variant, self.out / variant / "model.onnx")
+            self.card_classifier(
+                q, path, old.lineage, parent=variant, notes=[], teacher_accuracy=extra.get("teacher_accuracy")
+            )
+            self.compare_speed(variant, q)
+
+    def rejection(self, temperature: float) -> tuple[float, dict[str, tuple[float, float]]]:
+        """The served classifier's rejection threshold, from calibration data only.
+
+        The threshold is the lowest at which at most MAX_CALIBRATION_FAR of the real calibration
+        windows (`real_clips("speech_calib")`: Italian and Russian speakers, never evaluated on)
+        come back as a keyword: the target is set on real speech. The synthetic calibration voices
+        (their unknown words include 266 that no model heard, and near-misses such as "tree") are
+        reported beside it; they are much harder than real speech (42 % false accepts before any
+        rejection against 12 %), and held to the same 3 % they would reject most keywords.
+        """
+        served = self.out / "student-int8" / "model.onnx"
+        calib = synthetic_set(
+            "calib_open",
+            "calib",
+            self.work,
+            self.fe,
+            SEED + 1,
+            24,
+            6,
+            1,
+            120,
+            per_extra=REJECTION_CALIB_VOICES,
+        )
+        cal_probs = _softmax(onnx_logits(served, calib.x) / temperature)
+        kw = calib.y < N_KEYWORDS
+        speech = clips_set("speech_calib", real_clips("speech_calib"), self.fe)
+        speech_probs = _softmax(onnx_logits(served, speech.x) / temperature)
+        real = trade_off(cal_probs[kw], calib.y[kw], speech_probs, N_KEYWORDS)
+        synthetic = trade_off(cal_probs[kw], calib.y[kw], cal_probs[~kw], N_KEYWORDS)
+        threshold = reject.choose_threshold([real])
+        real_name = f"real calibration speakers it+ru, {len(speech.y)} windows (keywords: calibration voices)"
+        return threshold, {
+            real_name: real.at(threshold),
+            f"synthetic calibration voices, {int((~kw).sum())} unknown/background frames": synthetic.at(
+                threshold
+            ),
+        }
+
+    def open_set(self, temperature: float, threshold: float) -> None:
+        """False accepts / rejects at the served threshold, tie rates and a DET plot per classifier."""
+        real = self.sets["real"]
+        noisy_kw = self.sets["real_keywords_noisy"]
+        en_unknown = real.y == LABELS.index(UNKNOWN)
+        for variant in ("classifier", "student", "student-int8", "student-pruned", "student-pruned-int8"):
+            path = self.out / variant / "model.onnx"
+            if not path.is_file():
+                continue
+            logits = {name: onnx_logits(path, fs.x) for name, fs in self.sets.items()}
+            probs = {name: _softmax(z / temperature) for name, z in logits.items()}
+            neg = np.concatenate([probs["real_speech"], probs["real"][en_unknown]])
+            kw = self.sets["real_keywords"]
+            curves = {
+                "real keywords vs real non-keyword speech": trade_off(
+                    probs["real_keywords"], kw.y, neg, N_KEYWORDS
+                ),
+                "noisy real keywords vs real non-keyword speech": trade_off(
+                    probs["real_keywords_noisy"], noisy_kw.y, neg, N_KEYWORDS
+                ),
+            }
+            far = false_accepts(neg, N_KEYWORDS, threshold)
+            far_fr = false_accepts(probs["real_speech"], N_KEYWORDS, threshold)
+            far_en = false_accepts(probs["real"][en_unknown], N_KEYWORDS, threshold)
+            frr = false_rejects(probs["real_keywords"], kw.y, N_KEYWORDS, threshold)
+            frr_noisy = false_rejects(probs["real_keywords_noisy"], noisy_kw.y, N_KEYWORDS, threshold)
+            far0 = false_accepts(neg, N_KEYWORDS, 0.0)
+            ties = {name: round(tie_rate(z), 4) for name, z in logits.items()}
+            png = plot(curves, threshold, f"acoustic/{variant}", self.out / variant / "det.png")
+            card = ModelCard.load(self.out / variant)
+            extra = card.model_extra if card.model_extra is not None else {}
+            extra["open_set"] = {
+                "threshold": threshold,
+                "false_accept_real_speech": far.model_dump(),
+                "false_accept_real_speech_fr": far_fr.model_dump(),
+                "false_accept_real_unknown_en": far_en.model_dump(),
+                "false_accept_without_rejection": far0.model_dump(),
+                "false_reject_real_keywords": frr.model_dump(),
+                "false_reject_real_keywords_noisy": frr_noisy.model_dump(),
+                "tie_rate": ties,
+                "det_png": png.name,
+            }
+            card.notes.append(
+                f"open set at the served threshold {threshold}: real non-keyword speech falsely accepted "
+                f"{_iv(far)} (French prompts {_iv(far_fr)}, English held-out words {_iv(far_en)}; "
+                f"{_iv(far0)} without rejection); real keywords falsely rejected {_iv(frr)}, noisy real "
+                f"keywords {_iv(frr_noisy)}; top-2 logit ties {max(ties.values()):.4f} at most "
+                f"(det.png)"
+            )
+            card.save(self.out / variant)
+            _log(f"{variant}: open set FAR {_iv(far)} FRR {_iv(frr)} noisy FRR {_iv(frr_noisy)} ties {ties}")
 
     def gate(self) -> None:
         """Tiny speech/background gate for early exit; threshold from the calibration voices."""
@@ -482,6 +701,10 @@ def _p50(card: ModelCard, batch: int) -> float:
     return next(s.p50_ms for s in card.latency if s.batch == batch)
 
 
+def _iv(v: Interval) -> str:
+    return f"{v.value:.3f} [{v.low:.3f}, {v.high:.3f}] n={v.n}"
+
+
 def _fmt(acc: dict[str, Interval]) -> str:
     return ", ".join(f"{k} {v.value:.3f} [{v.low:.3f},{v.high:.3f}] n={v.n}" for k, v in acc.items())
 
@@ -510,6 +733,10 @@ def build(out_dir: Path, quick: bool = False) -> None:
         served = path_s
     card_front_ends(out_dir)
     b.postprocess(served)
+    if not quick:
+        post = ModelCard.load(out_dir / "postprocess")
+        extra = post.model_extra if post.model_extra is not None else {}
+        b.open_set(float(extra["temperature"]), b.threshold)
     _log(f"serving: {mark_serving(out_dir)}")
     if not quick:
         from . import reference  # the drift reference of the served cards (no torch)

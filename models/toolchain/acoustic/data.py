@@ -41,15 +41,20 @@ def synthetic_set(
     copies: int,
     n_background: int,
     keep_pcm: bool = False,
+    per_extra: int = 0,
 ) -> FeatureSet:
-    """Synthesized words of `split` voices, `copies` augmentations each, plus background frames."""
+    """Synthesized words of `split` voices, `copies` augmentations each, plus background frames;
+    `per_extra` voices per open-set word (`negatives.extra_words`)."""
     pcm_tag = "_pcm" if keep_pcm else ""
-    cache = work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}{pcm_tag}.npz"
+    extra_tag = f"_x{per_extra}" if per_extra else ""
+    cache = (
+        work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}{extra_tag}{pcm_tag}.npz"
+    )
     if cache.is_file():
         with np.load(cache) as z:
             return FeatureSet(name, z["x"], z["y"], z.get("pcm"))
-    utts = plan(split, seed, per_keyword, per_unknown)
-    words, _ = synthesize(utts, work / f"speech_{split}_{seed}_{per_keyword}_{per_unknown}.npz")
+    utts = plan(split, seed, per_keyword, per_unknown, per_extra)
+    words, _ = synthesize(utts, work / f"speech_{split}_{seed}_{per_keyword}_{per_unknown}{extra_tag}.npz")
     noise = NoiseBank(noise_files("test" if split == "test" else "train"))
     rng = np.random.default_rng(seed + 1)
     pcm, y = [], []

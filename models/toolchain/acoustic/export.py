@@ -65,16 +65,55 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return round(ece, 4)
 
 
-def build_postprocess(n_classes: int, temperature: float, k: int = 3) -> onnx.ModelProto:
-    """logits [N,C] -> probs = softmax(logits / T), top_index int64 [N,k], top_prob [N,k]."""
+def build_postprocess(
+    n_classes: int,
+    temperature: float,
+    k: int = 3,
+    threshold: float = 0.0,
+    n_keywords: int = 0,
+    unknown: int = 0,
+) -> onnx.ModelProto:
+    """logits [N,C] -> probs = softmax(logits / T), top_index int64 [N,k], top_prob [N,k], with
+    open-set rejection: a frame whose top-1 is a keyword (index < n_keywords) with probability
+    below `threshold` is answered `unknown` first, scored 1 - p(best keyword); the keywords follow
+    with their own probabilities. threshold 0 never rejects."""
+    onehot = np.zeros((1, n_classes), np.float32)
+    onehot[0, unknown] = 1.0
     inits = [
         numpy_helper.from_array(np.array(1.0 / temperature, dtype=np.float32), "inv_temperature"),
         numpy_helper.from_array(np.array([k], dtype=np.int64), "k"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "kw_start"),
+        numpy_helper.from_array(np.array([max(1, n_keywords)], dtype=np.int64), "kw_end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"),
+        numpy_helper.from_array(np.array(n_keywords, dtype=np.int64), "n_keywords"),
+        numpy_helper.from_array(np.array(threshold, dtype=np.float32), "threshold"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+        numpy_helper.from_array(onehot, "unknown_onehot"),
     ]
     nodes = [
         helper.make_node("Mul", ["logits", "inv_temperature"], ["scaled"]),
         helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1),
-        helper.make_node("TopK", ["probs", "k"], ["top_prob", "top_index"], axis=-1, largest=1, sorted=1),
+        # best keyword probability and whether the top-1 is a keyword
+        helper.make_node("Slice", ["probs", "kw_start", "kw_end", "class_axis"], ["kw_probs"]),
+        helper.make_node("ReduceMax", ["kw_probs"], ["kw_best"], axes=[1], keepdims=1),
+        helper.make_node("ArgMax", ["probs"], ["top1"], axis=1, keepdims=1),
+        helper.make_node("Less", ["top1", "n_keywords"], ["top_is_keyword"]),
+        helper.make_node("Less", ["kw_best", "threshold"], ["unsure"]),
+        helper.make_node("And", ["top_is_keyword", "unsure"], ["rejected"]),
+        helper.make_node("Cast", ["rejected"], ["rejected_f"], to=TensorProto.FLOAT),
+        # decision scores: unknown's entry becomes 1 - p(best keyword) when rejected
+        helper.make_node("Sub", ["one", "kw_best"], ["not_kw"]),
+        helper.make_node("Sub", ["not_kw", "probs"], ["to_not_kw"]),
+        helper.make_node("Mul", ["to_not_kw", "unknown_onehot"], ["unk_delta"]),
+        helper.make_node("Mul", ["unk_delta", "rejected_f"], ["unk_shift"]),
+        helper.make_node("Add", ["probs", "unk_shift"], ["decision"]),
+        # ranking puts a rejected frame's unknown first whatever its score
+        helper.make_node("Mul", ["unknown_onehot", "rejected_f"], ["rank_unit"]),
+        helper.make_node("Mul", ["rank_unit", "two"], ["rank_boost"]),
+        helper.make_node("Add", ["decision", "rank_boost"], ["rank"]),
+        helper.make_node("TopK", ["rank", "k"], ["top_rank", "top_index"], axis=-1, largest=1, sorted=1),
+        helper.make_node("GatherElements", ["decision", "top_index"], ["top_prob"], axis=1),
     ]
     graph = helper.make_graph(
         nodes,
@@ -91,7 +130,8 @@ def build_postprocess(n_classes: int, temperature: float, k: int = 3) -> onnx.Mo
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ontime-toolchain"
     )
     model.doc_string = (
-        f"softmax(logits / {temperature}) and top-{k}; temperature fitted by NLL on calibration voices"
+        f"softmax(logits / {temperature}) and top-{k}; temperature fitted by NLL on calibration voices; "
+        f"a keyword top-1 below {threshold} is answered as class {unknown} (open-set rejection)"
     )
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -99,7 +99,7 @@ def compare(out_dir: Path) -> dict[str, object]:
         "tolerance_max_abs": TOLERANCE,
         "frames": len(pcm),
         "frames_from": "real_clips('eval'), the 17 keyword clips x 24 real-noise mixes, "
-        "real_clips('unknown_train'), real_clips('background_train')",
+        "real_clips('speech_eval'), real_clips('unknown_train'), real_clips('background_train')",
         "vs_reference": _difference(x_served, x_reference),
         "served_vs_float64": _difference(x_served, exact),
         "reference_vs_float64": _difference(x_reference, exact),

@@ -18,6 +18,8 @@ from scipy.signal import resample_poly
 
 from pipelines.acoustic.recordings import COMMANDS, DIGITS, active_span
 
+from .negatives import extra_words
+
 ACCENTS = (
     "en-us",
     "en",
@@ -59,8 +61,12 @@ def _voices(variants: tuple[str, ...]) -> list[str]:
     return [f"{accent}+{variant}" for accent in ACCENTS for variant in variants]
 
 
-def plan(split: str, seed: int, per_keyword: int, per_unknown: int) -> list[Utterance]:
-    """Which words to speak with which voices, speeds and pitches (deterministic in `seed`)."""
+def plan(split: str, seed: int, per_keyword: int, per_unknown: int, per_extra: int = 0) -> list[Utterance]:
+    """Which words to speak with which voices, speeds and pitches (deterministic in `seed`).
+
+    `per_extra` voices speak each of the split's open-set words (`negatives.extra_words`), after
+    the keywords and the fixed unknown words, so the earlier utterances do not change with it.
+    """
     rng = np.random.default_rng(seed)
     variants = {"train": TRAIN_VARIANTS, "test": TEST_VARIANTS, "calib": CALIB_VARIANTS}[split]
     voices = _voices(variants)
@@ -76,6 +82,9 @@ def plan(split: str, seed: int, per_keyword: int, per_unknown: int) -> list[Utte
         pick(word, word, per_keyword)
     for word in UNKNOWN_WORDS:
         pick(word, "_unknown_", per_unknown)
+    if per_extra:
+        for word in extra_words(split):
+            pick(word, "_unknown_", per_extra)
     return out
 
 

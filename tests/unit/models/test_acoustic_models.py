@@ -98,18 +98,49 @@ def test_features_are_deterministic_and_put_a_tone_in_the_right_mel_bin(variant:
     assert abs(peak - expected_bin) <= 1.0
 
 
-def test_postprocess_is_a_calibrated_softmax_with_top3() -> None:
+N_KEYWORDS = len(recordings.DIGITS) + len(recordings.COMMANDS)
+UNKNOWN = recordings.LABELS.index(recordings.UNKNOWN)
+
+
+def rejection_threshold() -> float:
+    card = ModelCard.load(ACOUSTIC / "postprocess")
+    threshold = card.model_extra["rejection_threshold"] if card.model_extra else None
+    assert isinstance(threshold, float) and 0.0 <= threshold < 1.0
+    return threshold
+
+
+def answered(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """The served label per row: argmax, except a keyword below the threshold is `_unknown_`."""
+    top = probs.argmax(1)
+    unsure = (top < N_KEYWORDS) & (probs[:, :N_KEYWORDS].max(1) < threshold)
+    return np.where(unsure, UNKNOWN, top)
+
+
+def test_postprocess_is_a_calibrated_softmax_with_top3_and_rejection() -> None:
     card = ModelCard.load(ACOUSTIC / "postprocess")
     temperature = card.model_extra["temperature"] if card.model_extra else None
     assert isinstance(temperature, float) and temperature > 0
-    logits = np.random.default_rng(0).normal(0, 3, (5, N_CLASSES)).astype(np.float32)
+    threshold = rejection_threshold()
+    assert threshold > 0, "the served postprocess rejects unsure keywords"
+    logits = np.random.default_rng(0).normal(0, 3, (400, N_CLASSES)).astype(np.float32)
     probs, top_index, top_prob = session("postprocess").run(None, {"logits": logits})
     z = logits / temperature
     want = np.exp(z - z.max(1, keepdims=True))
     want /= want.sum(1, keepdims=True)
     np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)
-    assert np.array_equal(top_index, np.argsort(-logits, axis=1)[:, :3])
-    np.testing.assert_allclose(top_prob, np.take_along_axis(want, top_index, 1), rtol=1e-5)
+    label = answered(want, threshold)
+    assert np.array_equal(top_index[:, 0], label)
+    rejected = label != want.argmax(1)
+    assert 0 < rejected.sum() < len(label)  # random logits: some rows sure, some not
+    # Kept rows: plain top-3 of the probabilities.
+    kept = ~rejected
+    assert np.array_equal(top_index[kept], np.argsort(-want[kept], axis=1)[:, :3])
+    np.testing.assert_allclose(top_prob[kept], np.take_along_axis(want[kept], top_index[kept], 1), rtol=1e-5)
+    # Rejected rows: `_unknown_` scored 1 - p(best keyword), then that keyword with its own score.
+    best_kw = want[rejected, :N_KEYWORDS].max(1)
+    np.testing.assert_allclose(top_prob[rejected, 0], 1 - best_kw, rtol=1e-5)
+    assert np.array_equal(top_index[rejected, 1], want[rejected].argmax(1))
+    np.testing.assert_allclose(top_prob[rejected, 1], best_kw, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +158,13 @@ def test_students_are_small_and_int8_is_qdq() -> None:
         card = ModelCard.load(ACOUSTIC / variant)
         assert card.parameters is not None and card.parameters < 200_000
         if variant.endswith("-int8"):
-            ops = {n.op_type for n in onnx.load(str(ACOUSTIC / variant / "model.onnx")).graph.node}
+            graph = onnx.load(str(ACOUSTIC / variant / "model.onnx")).graph
+            ops = {n.op_type for n in graph.node}
             assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+            # The last layer stays float (no tied logits): its weights are a float initializer.
+            floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+            (last,) = [n for n in graph.node if n.op_type == "Gemm"]
+            assert last.input[1] in floats and last.output[0] == "logits"
 
 
 def test_real_clips_are_one_second_int16() -> None:
@@ -148,7 +184,7 @@ def test_accuracy_on_real_human_speech_through_the_served_chain(
     (logits,) = session(variant).run(["logits"], {"features": features})
     probs, top_index, _ = session("postprocess").run(None, {"logits": logits})
     predicted = top_index[:, 0]
-    assert np.array_equal(predicted, probs.argmax(1))
+    assert np.array_equal(predicted, answered(probs, rejection_threshold()))
     keyword = labels < len(recordings.DIGITS) + len(recordings.COMMANDS)
     keyword_acc = float((predicted[keyword] == labels[keyword]).mean())
     overall_acc = float((predicted == labels).mean())
@@ -170,3 +206,42 @@ def test_gate_lets_every_real_keyword_through(real_eval: tuple[np.ndarray, np.nd
     assert (probs[keyword, 1] < threshold).all()
     background = labels == recordings.LABELS.index(recordings.BACKGROUND)
     assert (probs[background, 1] >= 0.5).mean() >= 0.5  # it does call most real background background
+
+
+@pytest.fixture(scope="module")
+def real_speech() -> np.ndarray:
+    """Real non-keyword speech nothing was trained or calibrated on (French prompts)."""
+    clips = recordings.real_clips("speech_eval")
+    assert len(clips) >= 400 and {c.label for c in clips} == {recordings.UNKNOWN}
+    return np.stack([c.pcm.astype(np.float32) / 32768.0 for c in clips])
+
+
+def served_answers(variant: str, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    (features,) = session("features").run(["features"], {"pcm": pcm})
+    (logits,) = session(variant).run(["logits"], {"features": features})
+    _, top_index, _ = session("postprocess").run(None, {"logits": logits})
+    return top_index[:, 0], logits
+
+
+@pytest.mark.parametrize("variant", ["student-int8", "student-pruned-int8"])
+def test_served_chain_rejects_real_non_keyword_speech_as_its_card_says(
+    variant: str, real_speech: np.ndarray, real_eval: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """False accepts on real speech the models never heard, and false rejects on real keywords,
+    through the served front end: within two clips of what the card measured through the
+    reference front end, and no top-1/top-2 logit ties (the INT8 graphs keep float logits)."""
+    card = ModelCard.load(ACOUSTIC / variant)
+    open_set = card.model_extra["open_set"] if card.model_extra else None
+    assert isinstance(open_set, dict) and open_set["threshold"] == rejection_threshold()
+    label, logits = served_answers(variant, real_speech)
+    false_accepts = int((label < N_KEYWORDS).sum())
+    card_fa = open_set["false_accept_real_speech_fr"]
+    assert card_fa["n"] == len(label)
+    assert abs(false_accepts - round(card_fa["value"] * card_fa["n"])) <= 2
+    pcm, labels = real_eval
+    kw_label, kw_logits = served_answers(variant, pcm[labels < N_KEYWORDS])
+    false_rejects = int((kw_label != labels[labels < N_KEYWORDS]).sum())
+    card_fr = open_set["false_reject_real_keywords"]
+    assert abs(false_rejects - round(card_fr["value"] * card_fr["n"])) <= 1
+    top2 = np.sort(np.concatenate([logits, kw_logits]), axis=1)[:, -2:]
+    assert not (top2[:, 0] == top2[:, 1]).any()
