@@ -1,7 +1,7 @@
 """Model lifecycle on the real broker: rollout under load, refusals, rollback, a late replica, canary.
 
 One worker runs the three stages chained; the model versions are real artifacts (acoustic
-student-int8 1.0.0 and 2.0.0, the pruned int8 student), and the broken ones are real models in
+student-int8 1.1.0 and 2.0.0, the pruned int8 student), and the broken ones are real models in
 the wrong place: another model's bytes under a card (checksum) and the gate model, whose
 outputs differ (shape). The `ontime models …` commands run in-process, as an operator runs them.
 """
@@ -189,8 +189,8 @@ def test_rollout_under_load_refusals_rollback_and_a_replica_started_later(
     assert {i: len(v) for i, v in answered.items() if len(v) != 1} == {}
     assert not reader.by_topic(topics.late) and not reader.by_topic(topics.dlq)
     versions = [answered[f.id][0]["model"]["version"] for f in load]
-    assert set(versions) == {"1.0.0", "2.0.0"}, "the rollout landed mid-stream"
-    # Never a mixture inside a batch, and per partition once 2.0.0 answered, 1.0.0 never again.
+    assert set(versions) == {"1.1.0", "2.0.0"}, "the rollout landed mid-stream"
+    # Never a mixture inside a batch, and per partition once 2.0.0 answered, 1.1.0 never again.
     assert all(len(v) <= 1 for v in batches.versions_per_batch)
     for partition in range(topics.partitions):
         in_order = sorted((r for v in answered.values() for r in v if r["_partition"] == partition),
@@ -205,7 +205,7 @@ def test_rollout_under_load_refusals_rollback_and_a_replica_started_later(
 
     # Rollback restores the old identity in results.
     code, out = ontime(settings, capsys, "models", "rollback", "acoustic", "infer", "--replicas", "1")
-    assert code == 0 and "serve acoustic/student-int8@1.0.0" in out, out
+    assert code == 0 and "serve acoustic/student-int8@1.1.0" in out, out
     back = frames("back", 60)
     send_frames(kafka_bootstrap, topics.raw, back)
     answered = results(reader, topics.results, {f.id for f in back})
@@ -249,9 +249,9 @@ def test_canary_serves_a_sticky_share_of_devices_then_promote(
     code, out = ontime(settings, capsys, "models", "status", name)
     assert (
         code == 0
-        and "acoustic/student-int8@1.0.0 + canary acoustic/student-int8@2.0.0 for 30% of devices" in out
+        and "acoustic/student-int8@1.1.0 + canary acoustic/student-int8@2.0.0 for 30% of devices" in out
     )
-    assert "ok       acoustic-student-int8:1.0.0 + acoustic-student-int8:2.0.0 (30%)" in out, out
+    assert "ok       acoustic-student-int8:1.1.0 + acoustic-student-int8:2.0.0 (30%)" in out, out
 
     split = frames("split", 400, devices=40)
     send_frames(kafka_bootstrap, topics.raw, split)
@@ -261,7 +261,7 @@ def test_canary_serves_a_sticky_share_of_devices_then_promote(
         by_device.setdefault(f.device, set()).add(answered[f.id][0]["model"]["version"])
     # Sticky: each device answered by one version, the one its key's hash picks.
     assert all(len(v) == 1 for v in by_device.values()), by_device
-    expected = {d: "2.0.0" if bucket(d.encode()) < 0.3 else "1.0.0" for d in by_device}
+    expected = {d: "2.0.0" if bucket(d.encode()) < 0.3 else "1.1.0" for d in by_device}
     assert {d: v.pop() for d, v in by_device.items()} == expected
     assert 4 <= sum(1 for v in expected.values() if v == "2.0.0") <= 20  # 40 devices, share 0.3
 
@@ -302,12 +302,12 @@ def test_shadow_compares_on_its_own_group_and_never_writes_results(
         shadow.stop()
         thread.join(60)
     # Serving answered every frame with the serving version; the shadow only ever wrote P.shadow.
-    assert {a[0]["model"]["version"] for a in answered.values()} == {"1.0.0"}
+    assert {a[0]["model"]["version"] for a in answered.values()} == {"1.1.0"}
     assert record_count(kafka_bootstrap, topics.results, topics.partitions) == len(sent)
     assert not reader.by_topic(topics.late) and not reader.by_topic(topics.dlq)
     rows = [c[0] for c in compared.values()]
     assert {(r["serving_model"].split(":")[1], r["candidate_model"].split(":")[1]) for r in rows} == {
-        ("1.0.0", "2.0.0")
+        ("1.1.0", "2.0.0")
     }
     # The comparison's serving side is what P.results says, before open-set rejection: the shadow
     # compares the classifiers' top-1, so a frame P.results answers `_unknown_` because its best

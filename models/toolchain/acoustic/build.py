@@ -39,6 +39,9 @@ from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
 
 VERSION = "1.0.0"
+# 1.1.0: the INT8 classifiers keep their last layer float (no quantized ties) and the
+# postprocess graph rejects low-confidence keywords as _unknown_ (docs/models-acoustic.md).
+SERVED_VERSION = "1.1.0"
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_EPOCHS = 16
@@ -138,7 +141,7 @@ class Build:
         card = assemble_card(
             path,
             name=f"acoustic-{variant}",
-            version=VERSION,
+            version=SERVED_VERSION if variant.endswith("-int8") else VERSION,
             labels=LABELS,
             accuracy=acc,
             parent_accuracy=self.accuracy.get(parent) if parent else None,
@@ -196,7 +199,7 @@ class Build:
         card = assemble_card(
             path,
             name="acoustic-postprocess",
-            version=VERSION,
+            version=SERVED_VERSION,
             labels=LABELS,
             latency=latency,
             lineage=Lineage(

@@ -9,7 +9,7 @@ from workers.errors import ConfigError
 from workers.loop.plans import Ack, Plan, ack_key, plan_key
 from workers.tools.rollout import ControlState, current_plan, next_plan, revert_of
 
-V1, V2 = "acoustic/student-int8@1.0.0", "acoustic/student-int8@2.0.0"
+V1, V2 = "acoustic/student-int8@1.1.0", "acoustic/student-int8@2.0.0"
 
 
 def test_plans_and_acks_survive_the_wire_and_garbage_does_not_parse() -> None:

@@ -57,8 +57,8 @@ def follower(tmp_path: Path) -> tuple[RolloutFollower, Changes]:
 def test_a_prepared_version_is_swapped_in_between_batches_and_acknowledged(tmp_path: Path) -> None:
     rollout, changes = follower(tmp_path)
     stage = rollout.stages["infer"]
-    rollout._prepare(Plan("infer", f"{V}@2.0.0", "r1", 1, previous=f"{V}@1.0.0"))
-    assert stage.model.card.version == "1.0.0"  # nothing changes until the loop says so
+    rollout._prepare(Plan("infer", f"{V}@2.0.0", "r1", 1, previous=f"{V}@1.1.0"))
+    assert stage.model.card.version == "1.1.0"  # nothing changes until the loop says so
     sent = Sent()
     rollout.between_batches(sent)  # type: ignore[arg-type]
     assert stage.model.card.version == "2.0.0"
@@ -93,10 +93,10 @@ def test_a_refused_version_keeps_the_serving_one_and_says_why(tmp_path: Path) ->
 def test_a_canary_plan_sets_the_candidate_and_its_share(tmp_path: Path) -> None:
     rollout, _ = follower(tmp_path)
     stage = rollout.stages["infer"]
-    rollout._prepare(Plan("infer", f"{V}@1.0.0", "r3", 1, candidate=f"{V}@2.0.0", share=0.25))
+    rollout._prepare(Plan("infer", f"{V}@1.1.0", "r3", 1, candidate=f"{V}@2.0.0", share=0.25))
     rollout.between_batches(Sent())  # type: ignore[arg-type]
     assert stage.canary is not None and stage.canary.share == 0.25
-    assert (stage.model.card.version, stage.canary.model.card.version) == ("1.0.0", "2.0.0")
-    rollout._prepare(Plan("infer", f"{V}@1.0.0", "r4", 2))  # abort
+    assert (stage.model.card.version, stage.canary.model.card.version) == ("1.1.0", "2.0.0")
+    rollout._prepare(Plan("infer", f"{V}@1.1.0", "r4", 2))  # abort
     rollout.between_batches(Sent())  # type: ignore[arg-type]
-    assert stage.canary is None and stage.model.card.version == "1.0.0"
+    assert stage.canary is None and stage.model.card.version == "1.1.0"

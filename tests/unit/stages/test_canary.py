@@ -38,12 +38,12 @@ def test_the_stage_answers_each_member_with_its_devices_version() -> None:
     out = stage.process(batch)
     assert all(o.kind == "emit" for o in out)
     versions = {o.envelope.key: (o.envelope.model or "").split(":")[1] for o in out}
-    assert versions == {e.key: "2.0.0" if bucket(e.key or b"") < 0.5 else "1.0.0" for e in batch}
-    assert set(versions.values()) == {"1.0.0", "2.0.0"}
+    assert versions == {e.key: "2.0.0" if bucket(e.key or b"") < 0.5 else "1.1.0" for e in batch}
+    assert set(versions.values()) == {"1.1.0", "2.0.0"}
     assert stage.rows_by_variant["candidate"] == sum(1 for v in versions.values() if v == "2.0.0")
     # A frame without a key stays on the serving version.
     lone = env(99, features(99).tobytes(), FEATURES)
     lone.key = None
     (answer,) = stage.process([lone])
-    assert (answer.envelope.model or "").split(":")[1] == "1.0.0"
+    assert (answer.envelope.model or "").split(":")[1] == "1.1.0"
     assert np.isfinite(stage.costs["candidate"].cost_ms(1))

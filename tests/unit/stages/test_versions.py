@@ -29,19 +29,19 @@ def test_a_reference_names_a_variant_and_optionally_a_version() -> None:
 def test_the_top_level_is_the_current_version_and_versions_live_beside_it() -> None:
     assert version_dir(VARIANT, MODELS_DIR) == MODELS_DIR / VARIANT
     assert (
-        version_dir(f"{VARIANT}@1.0.0", MODELS_DIR) == MODELS_DIR / VARIANT
-    )  # the top-level card says 1.0.0
+        version_dir(f"{VARIANT}@1.1.0", MODELS_DIR) == MODELS_DIR / VARIANT
+    )  # the top-level card says 1.1.0
     assert version_dir(f"{VARIANT}@2.0.0", MODELS_DIR) == MODELS_DIR / VARIANT / "versions" / "2.0.0"
-    assert versions_of(VARIANT, MODELS_DIR) == ["1.0.0", "2.0.0"]
+    assert versions_of(VARIANT, MODELS_DIR) == ["1.1.0", "2.0.0"]
 
 
 def test_each_version_is_verified_against_its_own_card_and_names_itself() -> None:
-    one, two = OnnxModel(f"{VARIANT}@1.0.0"), OnnxModel(f"{VARIANT}@2.0.0")
-    assert one.identity.split(":")[:2] == ["acoustic-student-int8", "1.0.0"]
+    one, two = OnnxModel(f"{VARIANT}@1.1.0"), OnnxModel(f"{VARIANT}@2.0.0")
+    assert one.identity.split(":")[:2] == ["acoustic-student-int8", "1.1.0"]
     assert two.identity.split(":")[:2] == ["acoustic-student-int8", "2.0.0"]
     assert one.card.sha256 != two.card.sha256  # a real, different model
     assert OnnxModel(VARIANT).identity == one.identity  # an unpinned reference still works
-    with pytest.raises(ModelError, match=r"no version 9.9.9 on disk \(versions: 1.0.0, 2.0.0\)"):
+    with pytest.raises(ModelError, match=r"no version 9.9.9 on disk \(versions: 1.1.0, 2.0.0\)"):
         load_verified(f"{VARIANT}@9.9.9")
 
 
@@ -66,13 +66,13 @@ def broken(tmp_path: Path) -> Path:
 def test_a_version_that_cannot_take_the_serving_ones_place_is_refused(
     broken: Path, version: str, code: str
 ) -> None:
-    serving = OnnxModel(f"{VARIANT}@1.0.0")
+    serving = OnnxModel(f"{VARIANT}@1.1.0")
     with pytest.raises(Refused) as refused:
         prepare(f"{VARIANT}@{version}", serving, max_batch=8, root=broken)
     assert refused.value.code == code
 
 
 def test_a_good_version_is_warmed_up_with_a_cost_prior() -> None:
-    ready = prepare(f"{VARIANT}@2.0.0", OnnxModel(f"{VARIANT}@1.0.0"), max_batch=8, root=MODELS_DIR)
+    ready = prepare(f"{VARIANT}@2.0.0", OnnxModel(f"{VARIANT}@1.1.0"), max_batch=8, root=MODELS_DIR)
     assert ready.model.card.version == "2.0.0"
     assert ready.prior.intercept_ms + ready.prior.per_item_ms > 0

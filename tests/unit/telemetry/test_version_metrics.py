@@ -61,8 +61,8 @@ def test_drift_follows_the_serving_version_after_a_rollout_not_a_canary() -> Non
 
     pipeline = load_settings("acoustic").pipeline
     drift = DriftMonitor(pipeline, ["infer"], CollectorRegistry())
-    assert drift.watch["infer"].identity.split(":")[1] == "1.0.0"  # the YAML pins acoustic/student-int8@1.0.0
+    assert drift.watch["infer"].identity.split(":")[1] == "1.1.0"  # the YAML pins acoustic/student-int8@1.1.0
     drift.model_changed("infer", "acoustic/student-int8@2.0.0", "applied", "candidate")
-    assert drift.watch["infer"].identity.split(":")[1] == "1.0.0"  # a canary does not move the reference
+    assert drift.watch["infer"].identity.split(":")[1] == "1.1.0"  # a canary does not move the reference
     drift.model_changed("infer", "acoustic/student-int8@2.0.0", "applied", "serving")
     assert drift.watch["infer"].identity.split(":")[1] == "2.0.0"  # its own card's reference, a fresh window
