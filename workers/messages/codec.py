@@ -7,6 +7,7 @@ shape *before* an array is made, and decoding never copies: the array views the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -34,6 +35,11 @@ class ContentType:
 
     @classmethod
     def parse(cls, text: str | None) -> ContentType:
+        """Parse once per distinct text: a stream repeats a handful of content types."""
+        return _parse_cached(text)
+
+    @classmethod
+    def _parse(cls, text: str | None) -> ContentType:
         if not text or not text.strip():
             raise BadContentType(f"missing {h.CONTENT_TYPE} header")
         if len(text) > MAX_CHARS:
@@ -55,6 +61,14 @@ class ContentType:
         return ";".join([self.mime, *(f"{k}={v}" for k, v in self.params.items())])
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str | None) -> ContentType:
+    # lru_cache does not keep exceptions: a bad content type is parsed (and refused) every time.
+    # The result is shared; ContentType is frozen and its params are never mutated.
+    return ContentType._parse(text)
+
+
+@functools.lru_cache(maxsize=256)
 def tensor_content_type(dtype: np.dtype[np.generic], shape: tuple[int, ...]) -> str:
     return f"{TENSOR_MIME};dtype={dtype.name};shape={'x'.join(str(d) for d in shape)}"
 
