@@ -39,7 +39,14 @@ from workers.tools.bench.contenders import (
     default_quix_python,
 )
 from workers.tools.bench.deadlines import machine
-from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
+from workers.tools.bench.goodput_report import (
+    plot,
+    render_capacity,
+    render_late,
+    render_loads,
+    render_ratios,
+    render_stage_times,
+)
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
 from workers.tools.bench.harness import (
     BenchError,
@@ -243,6 +250,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
             "loads (× each contender's own capacity; medians):\n\n" + render_loads(cells),
             render_ratios(cells),
             render_late(rows),
+            render_stage_times(rows),
         ]
     )
     out.write("\n" + report + "\n")
