@@ -168,6 +168,7 @@ class StageWorker:
         self.refused: KafkaRefused | None = None  # why Kafka refused us, if it did: run() raises it
         self.counts = {"emit": 0, "late": 0, "dlq": 0, reasons.SKIPPED: 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
+        self.overlapped = 0  # batches that started computing before the previous one was produced
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -268,6 +269,7 @@ class StageWorker:
                 if more:
                     self._report_lag(more)
                     following = self._begin(more)
+                    self.overlapped += 1
             if not batch.settled:  # a revoke callback may have settled it already
                 self._settle(batch, routed)
         finally:

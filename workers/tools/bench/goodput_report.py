@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def render_stage_times(rows: Sequence[Row]) -> str:
     """
     lines: list[str] = []
     merged: dict[tuple[str, str], tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
+    stalls: dict[tuple[str, str], list[float]] = {}
     for row in rows:
+        if not math.isnan(row.stall_pct):
+            stalls.setdefault((row.contender, row.load), []).append(row.stall_pct)
         queue, compute = merged.setdefault((row.contender, row.load), ({}, {}))
         for stage, values in row.queue_ms.items():
             queue.setdefault(stage, []).extend(values)
@@ -116,9 +120,15 @@ def render_stage_times(rows: Sequence[Row]) -> str:
         for stage in queue:
             q, c = summarize(queue[stage]), summarize(compute[stage])
             parts.append(f"{stage} {q.p50:.1f}/{q.p99:.1f} + {c.p50:.1f}/{c.p99:.1f}")
+        pressure = stalls.get((name, load))
+        if pressure:
+            parts.append(f"CPU pressure {statistics.median(pressure):.0f} %")
         if parts:
             lines.append(f"{name} {load}: " + ", ".join(parts))
-    head = "time per stage of the results (queue incl. hop p50/p99 + compute p50/p99, ms):\n"
+    head = (
+        "time per stage of the results (queue incl. hop p50/p99 + compute p50/p99, ms), and the"
+        " machine's CPU pressure during the row (PSI some: % of wall time a task waited for a CPU):\n"
+    )
     return head + ("\n".join(lines) or "none")
 
 

@@ -48,6 +48,7 @@ class Row:
     drained: bool = True
     late_by: dict[str, int] = field(default_factory=dict)  # "stage:reason" → frames
     # Per stage, of the results: queue (incl. the Kafka hop into it) and compute, ms per frame.
+    stall_pct: float = math.nan  # of the row's wall time, some task waited for a CPU (PSI)
     queue_ms: dict[str, list[float]] = field(default_factory=dict)
     compute_ms: dict[str, list[float]] = field(default_factory=dict)
 
