@@ -26,6 +26,9 @@ _DTYPES: dict[str, np.dtype[np.generic]] = {
 }
 
 
+_WIRE: dict[np.dtype[np.generic], np.dtype[np.generic]] = {d: d for d in _DTYPES.values()}
+
+
 @dataclass(frozen=True, slots=True)
 class ContentType:
     """A parsed `type/subtype;key=value;...` header; parameter keys are lower-cased."""
@@ -75,9 +78,12 @@ def tensor_content_type(dtype: np.dtype[np.generic], shape: tuple[int, ...]) -> 
 
 def encode_tensor(array: np.ndarray) -> tuple[bytes, str]:
     """Bytes and content type of `array` (converted to little-endian C order only if it is not)."""
-    if array.dtype.name not in _DTYPES:
-        raise ValueError(f"dtype {array.dtype} cannot travel as a tensor payload")
-    wire = np.ascontiguousarray(array, dtype=_DTYPES[array.dtype.name])
+    wire_dtype = _WIRE.get(array.dtype)  # by dtype object: `dtype.name` is slow, once per frame
+    if wire_dtype is None:
+        if array.dtype.name not in _DTYPES:
+            raise ValueError(f"dtype {array.dtype} cannot travel as a tensor payload")
+        wire_dtype = _DTYPES[array.dtype.name]
+    wire = np.ascontiguousarray(array, dtype=wire_dtype)
     return wire.tobytes(), tensor_content_type(array.dtype, tuple(array.shape))
 
 
@@ -99,7 +105,9 @@ def decode_tensor(payload: bytes | memoryview | None, content_type: str | Conten
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_shape(text: str) -> tuple[int, ...]:
+    """`1x40x101` → (1, 40, 101); cached, since a stream repeats a few shapes (errors are not)."""
     try:
         dims = tuple(int(d) for d in text.split("x"))
     except ValueError:
