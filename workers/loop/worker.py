@@ -217,12 +217,7 @@ class StageWorker:
 
     # -- one turn of the loop ----------------------------------------------------------------
     def _turn(self) -> None:
-        self.telemetry.poll_turned()
-        if len(self._ledger):
-            self.producer.poll(0)  # serves the delivery reports that release stored offsets
-        self._release_delivered()
-        self._watch_outage()
-        self._publisher.maybe_publish(self._control_producer)
+        self._housekeeping()
         self.rollout.between_batches(self._control_producer)  # no batch is computing here
         if self.breaker.open and not self.breaker.allows_probe():
             self._hold(self.breaker.reason)
@@ -239,6 +234,17 @@ class StageWorker:
         batch: InFlight | None = self._begin(records)
         while batch is not None:
             batch = self._finish(batch)
+            if batch is not None:  # a chain of overlapped batches still does a turn's chores
+                self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """What every turn does besides the batch: deliveries, outage watch, latency reports."""
+        self.telemetry.poll_turned()
+        if len(self._ledger):
+            self.producer.poll(0)  # serves the delivery reports that release stored offsets
+        self._release_delivered()
+        self._watch_outage()
+        self._publisher.maybe_publish(self._control_producer)
 
     def _begin(self, records: list[Message]) -> InFlight:
         """Skip what cannot make it, build the envelopes and start computing them."""
@@ -289,6 +295,7 @@ class StageWorker:
             or self.breaker.open
             or self._holding is not None
             or self._stopping.is_set()
+            or self.rollout.pending()  # a model swap waits for a turn with no batch computing
         )
 
     def _take_fetched(self) -> list[Message]:
