@@ -264,7 +264,8 @@ class StageWorker:
         hold it). Offsets still go out strictly in batch order (the ledger). Never when a wait
         would be needed for the records, nor in a transaction (an aborted one rewinds to its
         first offset, which a batch already taken past it would not see), nor with the circuit
-        open or a stop requested.
+        open, a stop requested or a model swap waiting (it is applied at the top of a turn, when
+        no batch computes).
         """
         self._in_flight = batch
         following: InFlight | None = None
