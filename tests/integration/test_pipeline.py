@@ -139,6 +139,8 @@ def test_a_backlog_shows_as_lag_and_age_until_it_is_worked_off(
     assert all(lag <= len(frames) for lag, _ in backlog)
     assert any(age is not None and age > 0 for _, age in backlog)
     assert worker.telemetry.settled_count == len(frames)
+    # Draining a backlog, the next batch starts computing while this one's outputs are produced.
+    assert worker.worker.overlapped > 0
 
 
 def test_stages_chained_in_one_process_give_the_same_results(

@@ -6,11 +6,23 @@ fits ``latency(n) = a + b·n`` by weighted least squares over the per-size media
 few slow runs), and plans with that line plus a tail margin (the 99th percentile of the recent
 residuals), or the p99 actually seen at that size when there are enough runs of it. Until there
 are enough runs, a prior (from the warm-up run) answers.
+
+The fit is refreshed every `refit_every` runs, not after each one: admission asks for costs on
+every batch, and refitting a 256-run window per batch cost more than running the models did.
+A line at most a few batches old plans as well as a fresh one (the window spans hundreds).
+
+Runs older than `max_age_s` are forgotten, as the measured reserve forgets its frames: the tail
+of an overload (every run slowed by the CPU the overload itself took) must not price the first
+burst after it. A stage idle for longer plans with its prior again, the warm-up cost of an idle
+machine; measured (it shed a whole burst two seconds after a 4× overload, which the same
+stage answers in full from idle).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +50,33 @@ class CostModel:
         min_samples: int = 8,
         min_size_samples: int = 20,
         quantile: float = 0.99,
+        refit_every: int = 16,
+        max_age_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.prior = prior
         self.quantile = quantile
         self._min_samples = min_samples
         self._min_size_samples = min_size_samples
-        self._runs: deque[tuple[int, float]] = deque(maxlen=window)
+        self._runs: deque[tuple[int, float, float]] = deque(maxlen=window)  # (n, ms, when)
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._line: Line | None = None
-        self._by_size: dict[int, np.ndarray] = {}
+        self._size_cost: dict[int, float] = {}  # the quantile seen at a size with enough runs
+        self._refit_every = max(1, refit_every)
+        self._fitted_at = 0  # `observed` when the current line was fitted
         self.observed = 0
 
     def observe(self, n: int, ms: float) -> None:
         """One run of a batch of `n` took `ms` milliseconds."""
         if n < 1 or not np.isfinite(ms) or ms < 0:
             return
-        self._runs.append((n, ms))
+        self._runs.append((n, ms, self._clock()))
         self.observed += 1
-        self._line = None
+        # Refit soon while the window is filling (the prior is still answering), then every
+        # `refit_every` runs.
+        if len(self._runs) <= self._min_samples or self.observed - self._fitted_at >= self._refit_every:
+            self._line = None
 
     def set_prior(self, prior: Line) -> None:
         self.prior = prior
@@ -62,9 +84,18 @@ class CostModel:
 
     def line(self) -> Line:
         """The current fit (or the prior, or zero cost when nothing is known yet)."""
+        if self._runs and self._clock() - self._runs[0][2] > self._max_age_s:
+            self._forget_old()
         if self._line is None:
             self._line = self._fit()
+            self._fitted_at = self.observed
         return self._line
+
+    def _forget_old(self) -> None:
+        horizon = self._clock() - self._max_age_s
+        while self._runs and self._runs[0][2] < horizon:
+            self._runs.popleft()
+        self._line = None
 
     def predict_ms(self, n: int) -> float:
         """Central estimate for a batch of `n`."""
@@ -74,21 +105,24 @@ class CostModel:
         """The cost to plan with for a batch of `n`: a high quantile (p99 by default), not a mean."""
         line = self.line()
         estimate = max(0.0, line.at(n)) + line.tail_ms
-        seen = self._by_size.get(n)
-        if seen is not None and seen.size >= self._min_size_samples:
-            estimate = max(estimate, float(np.quantile(seen, self.quantile)))
-        return estimate
+        seen = self._size_cost.get(n)
+        return estimate if seen is None else max(estimate, seen)
 
     def _fit(self) -> Line:
+        self._size_cost = {}
         if len(self._runs) < self._min_samples:
-            self._by_size = {}
             return self.prior or Line(0.0, 0.0)
-        runs = np.array(self._runs, dtype=np.float64)
+        runs = np.array([(n, ms) for n, ms, _ in self._runs], dtype=np.float64)
         sizes, times = runs[:, 0].astype(np.int64), runs[:, 1]
-        self._by_size = {int(n): times[sizes == n] for n in np.unique(sizes)}
-        ns = np.array(sorted(self._by_size), dtype=np.float64)
-        medians = np.array([np.median(self._by_size[int(n)]) for n in ns])
-        weights = np.array([self._by_size[int(n)].size for n in ns], dtype=np.float64)
+        by_size = {int(n): times[sizes == n] for n in np.unique(sizes)}
+        ns = np.array(sorted(by_size), dtype=np.float64)
+        medians = np.array([np.median(by_size[int(n)]) for n in ns])
+        weights = np.array([by_size[int(n)].size for n in ns], dtype=np.float64)
+        self._size_cost = {
+            n: float(np.quantile(seen, self.quantile))
+            for n, seen in by_size.items()
+            if seen.size >= self._min_size_samples
+        }
         a, b = _weighted_line(ns, medians, weights, self.prior)
         residuals = times - (a + b * sizes)
         tail = max(0.0, float(np.quantile(residuals, self.quantile)))

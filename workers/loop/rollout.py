@@ -171,6 +171,10 @@ class RolloutFollower:
             self._ready[plan.stage] = change
 
     # -- the worker loop's thread ------------------------------------------------------------
+    def pending(self) -> bool:
+        """A prepared change waits to be applied (the loop then lets no batch overlap the next)."""
+        return bool(self._ready)
+
     def between_batches(self, producer: Producer) -> None:
         """Apply the changes made ready since the last turn, and acknowledge each on the topic."""
         if not self._ready:

@@ -7,7 +7,8 @@ One turn of the loop, top to bottom:
     → envelopes (an unreadable record goes to the DLQ)
     → compute the stages in a worker thread while this thread keeps the consumer polled
     → produce every outcome (emit → next topic, late → P.late, dlq → P.dlq, key = device id)
-    → go on to the next batch; deliveries are acknowledged in the background
+    → go on to the next batch; deliveries are acknowledged in the background (when the next
+      batch is already fetched, it starts computing before this one's outputs are produced)
     → store a batch's offsets once its outputs and every earlier batch's are delivered
       (workers/loop/deliveries.py; auto-commit commits stored offsets only)
 
@@ -167,6 +168,7 @@ class StageWorker:
         self.refused: KafkaRefused | None = None  # why Kafka refused us, if it did: run() raises it
         self.counts = {"emit": 0, "late": 0, "dlq": 0, reasons.SKIPPED: 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
+        self.overlapped = 0  # batches that started computing before the previous one was produced
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -215,12 +217,7 @@ class StageWorker:
 
     # -- one turn of the loop ----------------------------------------------------------------
     def _turn(self) -> None:
-        self.telemetry.poll_turned()
-        if len(self._ledger):
-            self.producer.poll(0)  # serves the delivery reports that release stored offsets
-        self._release_delivered()
-        self._watch_outage()
-        self._publisher.maybe_publish(self._control_producer)
+        self._housekeeping()
         self.rollout.between_batches(self._control_producer)  # no batch is computing here
         if self.breaker.open and not self.breaker.allows_probe():
             self._hold(self.breaker.reason)
@@ -234,12 +231,52 @@ class StageWorker:
         self._report_lag(records)
         if not records:
             return
+        batch: InFlight | None = self._begin(records)
+        while batch is not None:
+            batch = self._finish(batch)
+            if batch is not None:  # a chain of overlapped batches still does a turn's chores
+                self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """What every turn does besides the batch: deliveries, outage watch, latency reports."""
+        self.telemetry.poll_turned()
+        if len(self._ledger):
+            self.producer.poll(0)  # serves the delivery reports that release stored offsets
+        self._release_delivered()
+        self._watch_outage()
+        self._publisher.maybe_publish(self._control_producer)
+
+    def _begin(self, records: list[Message]) -> InFlight:
+        """Skip what cannot make it, build the envelopes and start computing them."""
         skips = self._skip_hopeless(records)
         batch = self._open([m for m in records if not _skipped(m, skips)])
         batch.skips = skips
+        if batch.envelopes:
+            batch.future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
+        return batch
+
+    def _finish(self, batch: InFlight) -> InFlight | None:
+        """Wait for `batch`'s compute, then produce its outcomes; returns the next batch, if any.
+
+        Overlap: when records for the next batch are already fetched, the next batch starts
+        computing *before* this one's outputs are produced, so the compute thread is not idle
+        while this thread builds and sends records (the two share the GIL, but the models do not
+        hold it). Offsets still go out strictly in batch order (the ledger). Never when a wait
+        would be needed for the records, nor in a transaction (an aborted one rewinds to its
+        first offset, which a batch already taken past it would not see), nor with the circuit
+        open, a stop requested or a model swap waiting (it is applied at the top of a turn, when
+        no batch computes).
+        """
         self._in_flight = batch
+        following: InFlight | None = None
         try:
             routed = self._compute(batch)
+            if not batch.settled and self._may_overlap():
+                more = self._take_fetched()  # a revoke callback here settles `batch` itself
+                if more:
+                    self._report_lag(more)
+                    following = self._begin(more)
+                    self.overlapped += 1
             if not batch.settled:  # a revoke callback may have settled it already
                 self._settle(batch, routed)
         finally:
@@ -250,6 +287,25 @@ class StageWorker:
             self._hold(self.breaker.reason)
         elif self._holding is not None:
             self._resume_input()
+        return following
+
+    def _may_overlap(self) -> bool:
+        return not (
+            self.transactional
+            or self._batcher is not None
+            or self.breaker.open
+            or self._holding is not None
+            or self._stopping.is_set()
+            or self.rollout.pending()  # a model swap waits for a turn with no batch computing
+        )
+
+    def _take_fetched(self) -> list[Message]:
+        """The next batch from what is already fetched, without waiting; [] when nothing is."""
+        size = self.batch.max_size
+        taken, self._early = self._early[:size], self._early[size:]
+        if len(taken) < size:
+            taken += self.consumer.consume(num_messages=size - len(taken), timeout=0)
+        return [m for m in taken if self._readable(m)]
 
     def _watch_outage(self) -> None:
         """Unacknowledged outputs older than `flush_timeout_s`: the broker is away. Hold the input
@@ -388,8 +444,9 @@ class StageWorker:
         """Run the stages in the compute thread; poll the consumer if it takes long."""
         if not batch.envelopes:
             return list(batch.rejected)
-        future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
-        batch.future = future
+        if batch.future is None:
+            batch.future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
+        future = batch.future
         try:
             return [*batch.rejected, *future.result(timeout=PAUSE_AFTER_S)]
         except FutureTimeout:

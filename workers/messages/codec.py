@@ -7,6 +7,7 @@ shape *before* an array is made, and decoding never copies: the array views the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ _DTYPES: dict[str, np.dtype[np.generic]] = {
 }
 
 
+_WIRE: dict[np.dtype[np.generic], np.dtype[np.generic]] = {d: d for d in _DTYPES.values()}
+
+
 @dataclass(frozen=True, slots=True)
 class ContentType:
     """A parsed `type/subtype;key=value;...` header; parameter keys are lower-cased."""
@@ -34,6 +38,11 @@ class ContentType:
 
     @classmethod
     def parse(cls, text: str | None) -> ContentType:
+        """Parse once per distinct text: a stream repeats a handful of content types."""
+        return _parse_cached(text)
+
+    @classmethod
+    def _parse(cls, text: str | None) -> ContentType:
         if not text or not text.strip():
             raise BadContentType(f"missing {h.CONTENT_TYPE} header")
         if len(text) > MAX_CHARS:
@@ -55,15 +64,26 @@ class ContentType:
         return ";".join([self.mime, *(f"{k}={v}" for k, v in self.params.items())])
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str | None) -> ContentType:
+    # lru_cache does not keep exceptions: a bad content type is parsed (and refused) every time.
+    # The result is shared; ContentType is frozen and its params are never mutated.
+    return ContentType._parse(text)
+
+
+@functools.lru_cache(maxsize=256)
 def tensor_content_type(dtype: np.dtype[np.generic], shape: tuple[int, ...]) -> str:
     return f"{TENSOR_MIME};dtype={dtype.name};shape={'x'.join(str(d) for d in shape)}"
 
 
 def encode_tensor(array: np.ndarray) -> tuple[bytes, str]:
     """Bytes and content type of `array` (converted to little-endian C order only if it is not)."""
-    if array.dtype.name not in _DTYPES:
-        raise ValueError(f"dtype {array.dtype} cannot travel as a tensor payload")
-    wire = np.ascontiguousarray(array, dtype=_DTYPES[array.dtype.name])
+    wire_dtype = _WIRE.get(array.dtype)  # by dtype object: `dtype.name` is slow, once per frame
+    if wire_dtype is None:
+        if array.dtype.name not in _DTYPES:
+            raise ValueError(f"dtype {array.dtype} cannot travel as a tensor payload")
+        wire_dtype = _DTYPES[array.dtype.name]
+    wire = np.ascontiguousarray(array, dtype=wire_dtype)
     return wire.tobytes(), tensor_content_type(array.dtype, tuple(array.shape))
 
 
@@ -85,7 +105,9 @@ def decode_tensor(payload: bytes | memoryview | None, content_type: str | Conten
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_shape(text: str) -> tuple[int, ...]:
+    """`1x40x101` → (1, 40, 101); cached, since a stream repeats a few shapes (errors are not)."""
     try:
         dims = tuple(int(d) for d in text.split("x"))
     except ValueError:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from workers.config.spec import MODELS_DIR, STAGE_ORDER, PipelineSpec
 from workers.errors import ConfigError
 from workers.messages.deadline import now_ms
-from workers.messages.envelope import Envelope
+from workers.messages.envelope import Envelope, Source
 from workers.messages.outcome import Outcome
 from workers.messages.reasons import MODEL_ERROR
 from workers.stages.stage import Stage, build_stage
@@ -96,7 +96,14 @@ def _process(stage: Stage, batch: list[Envelope], telemetry: Telemetry) -> list[
 
 
 def _handed_on(env: Envelope) -> Envelope:
-    """The envelope as the next in-process stage takes it: now, with no queue in between."""
+    """The envelope as the next in-process stage takes it: now, with no queue in between.
+
+    Changed in place: the stage built this envelope for the next stage only (`Envelope.forward`),
+    and copying it once per frame per stage was a measurable share of a fused worker's CPU.
+    """
     now = now_ms()
-    source = replace(env.source, timestamp_ms=int(now)) if env.source else None
-    return replace(env, taken_ms=now, source=source)
+    src = env.source
+    if src is not None:
+        env.source = Source(src.topic, src.partition, src.offset, int(now))
+    env.taken_ms = now
+    return env

@@ -95,6 +95,7 @@ class OnnxModel:
             raise ModelError(f"model {ref}: onnxruntime cannot load it: {exc}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._shapes: dict[str, tuple[int | None, ...]] = {}
 
     @property
     def identity(self) -> str:
@@ -102,13 +103,13 @@ class OnnxModel:
         return f"{self.card.name}:{self.card.version}:{self.card.sha256}"
 
     def input_shape(self, name: str | None = None) -> tuple[int | None, ...]:
-        """Declared shape of an input, dynamic axes as None."""
-        spec = (
-            self.session.get_inputs()[0]
-            if name is None
-            else next(i for i in self.session.get_inputs() if i.name == name)
-        )
-        return tuple(d if isinstance(d, int) else None for d in spec.shape)
+        """Declared shape of an input, dynamic axes as None (asked per frame: read once)."""
+        key = self.input_names[0] if name is None else name
+        shape = self._shapes.get(key)
+        if shape is None:
+            spec = next(i for i in self.session.get_inputs() if i.name == key)
+            shape = self._shapes[key] = tuple(d if isinstance(d, int) else None for d in spec.shape)
+        return shape
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, feeds)

@@ -23,7 +23,6 @@ and carry status `late` through to the result.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -197,7 +196,8 @@ class Stage:
 
     def fit(self, array: np.ndarray) -> np.ndarray:
         """`array` (batch axis of 1) if it fits the model's input; else BadDtype/BadShape/BadSamples."""
-        if array.dtype.name != self.input_dtype.name:  # a batch must never promote or fail for one member
+        # A batch must never promote or fail for one member (`!=` first: `.name` is slow).
+        if array.dtype != self.input_dtype and array.dtype.name != self.input_dtype.name:
             raise BadDtype(f"tensor dtype {array.dtype.name}; {self.model.ref} takes {self.input_dtype.name}")
         want = self.model.input_shape(self.input_name)[1:]
         if (
@@ -460,7 +460,7 @@ class PostprocessStage(Stage):
                 for t in [*env.stage_times, timing]
             ],
         )
-        payload = json.dumps(result.model_dump(mode="json"), separators=(",", ":")).encode()
+        payload = result.model_dump_json().encode()  # compact JSON, pydantic-core's encoder
         return env.forward(payload, codec.JSON_MIME, timing, status=status)
 
 

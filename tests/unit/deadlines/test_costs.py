@@ -92,3 +92,19 @@ def test_garbage_observations_are_ignored() -> None:
     model.observe(3, float("nan"))
     model.observe(3, -1.0)
     assert model.observed == 0
+
+
+def test_runs_older_than_the_max_age_are_forgotten_and_the_prior_answers_again() -> None:
+    """An overload's slow runs must not price the first burst after it."""
+    now = [0.0]
+    prior = Line(1.0, 0.1)
+    model = CostModel(prior=prior, min_samples=4, max_age_s=2.0, clock=lambda: now[0])
+    feed(model, 8, [60.0] * 30)  # runs slowed by an overload
+    assert model.cost_ms(8) >= 60.0
+    now[0] = 1.5
+    assert model.cost_ms(8) >= 60.0  # still within the window
+    feed(model, 8, [2.0] * 5)  # the overload ends: a few fast runs
+    now[0] = 2.5  # the slow runs are now older than 2 s, the fast ones are not
+    assert model.predict_ms(8) == pytest.approx(2.0)
+    now[0] = 10.0  # idle: nothing recent at all
+    assert model.cost_ms(8) == pytest.approx(prior.at(8))

@@ -112,3 +112,37 @@ def test_every_served_model_identity_is_a_valid_model_header() -> None:
             identity = f"{card.name}:{card.version}:{card.sha256}"
             env = envelope(Record([(h.MODEL, identity.encode())]))
             assert env.internal_defect is None and env.model == identity, (name, ref)
+
+
+def test_forward_keeps_every_field_but_payload_content_type_and_timings() -> None:
+    """`forward` builds the next envelope field by field: a field added later must be carried too."""
+    from dataclasses import fields
+
+    from workers.errors import BadShape
+    from workers.messages.deadline import Deadline
+
+    env = Envelope(
+        id="f-1",
+        key=b"mic-1",
+        payload=b"x",
+        content_type="a/b",
+        deadline=Deadline(1_700_000_000_250),
+        captured_ms=1_700_000_000_000,
+        taken_ms=1_700_000_000_010.0,
+        stage_times=[h.StageTime("preprocess", 1.0, 2.0)],
+        trace={h.TRACEPARENT: "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+        model="m:1:" + "0" * 64,
+        status="degraded",
+        source=Source("t", 1, 2, 3),
+        defect=BadHeader("d"),
+        internal=(h.STAGE_MS,),
+        internal_defect=BadShape("s"),
+    )
+    nxt = env.forward(b"y", "c/d", h.StageTime("infer", 0.5, 0.5), status="late")
+    changed = {"payload", "content_type", "stage_times", "status"}
+    for f in fields(Envelope):
+        if f.name not in changed:
+            assert getattr(nxt, f.name) == getattr(env, f.name), f.name
+    assert (nxt.payload, nxt.content_type, nxt.status) == (b"y", "c/d", "late")
+    assert [t.stage for t in nxt.stage_times] == ["preprocess", "infer"]
+    assert [t.stage for t in env.stage_times] == ["preprocess"]  # the original is untouched

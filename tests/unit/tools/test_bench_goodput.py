@@ -13,10 +13,17 @@ import pytest
 from workers.config.settings import load_settings
 from workers.messages import headers as h
 from workers.tools.bench.goodput import FULL, QUICK, plan_from_args, register_cli, run_goodput
-from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
+from workers.tools.bench.goodput_report import (
+    plot,
+    render_capacity,
+    render_late,
+    render_loads,
+    render_ratios,
+    render_stage_times,
+)
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
 from workers.tools.bench.harness import BenchError, Seen, late_count, private_pipeline, record_key
-from workers.tools.bench.usage import cpu_ms, peak_rss_mb
+from workers.tools.bench.usage import cpu_ms, cpu_stall_us, peak_rss_mb
 
 BUDGET = 250.0
 
@@ -61,6 +68,32 @@ def test_late_records_with_a_count_stand_for_that_many_frames() -> None:
     assert "ontime split 4×: preprocess:skipped=10" in render_late([row])
     assert row.shed_pct == pytest.approx(100.0 * 12 / 13)
     assert row.on_time_pct == pytest.approx(50.0)  # 1 of 2 admitted (1 result + 1 missed)
+
+
+def test_stage_times_of_results_are_summed_per_stage_over_repeats() -> None:
+    rows = []
+    for queue in (2.0, 40.0):  # two repeats
+        row = Row("ontime split", "0.25×", 0.25, 100.0, stall_pct=queue)
+        seen = replace(result(0, 50, deadline=250), stages=(("preprocess", queue, 1.0), ("infer", 3.0, 0.5)))
+        row.add(seen, BUDGET)
+        row.add(Seen("late", 0.0, reason="expired", stage="infer"), BUDGET)  # a late record has none
+        rows.append(row)
+    assert rows[0].queue_ms == {"preprocess": [2.0], "infer": [3.0]}
+    assert rows[0].as_json()["compute_ms"]["infer"]["p50"] == pytest.approx(0.5)
+    text = render_stage_times(rows)
+    assert "ontime split 0.25×: preprocess 21.0/" in text  # median of both repeats' 2 and 40 ms
+    assert "infer 3.0/3.0 + 0.5/0.5" in text
+    assert "CPU pressure 21 %" in text
+
+
+def test_cpu_pressure_is_read_from_psi(tmp_path: Path) -> None:
+    (tmp_path / "pressure").mkdir()
+    (tmp_path / "pressure" / "cpu").write_text(
+        "some avg10=70.46 avg60=82.11 avg300=70.40 total=5533553588\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+    )
+    assert cpu_stall_us(tmp_path) == 5533553588.0
+    assert cpu_stall_us(tmp_path / "missing") is None
 
 
 def test_accounting_is_not_exact_when_a_frame_is_missing_or_not_drained() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -39,7 +40,14 @@ from workers.tools.bench.contenders import (
     default_quix_python,
 )
 from workers.tools.bench.deadlines import machine
-from workers.tools.bench.goodput_report import plot, render_capacity, render_late, render_loads, render_ratios
+from workers.tools.bench.goodput_report import (
+    plot,
+    render_capacity,
+    render_late,
+    render_loads,
+    render_ratios,
+    render_stage_times,
+)
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Row, medians
 from workers.tools.bench.harness import (
     BenchError,
@@ -50,7 +58,7 @@ from workers.tools.bench.harness import (
     delete_topics,
     private_pipeline,
 )
-from workers.tools.bench.usage import peak_rss_mb, total_cpu_ms
+from workers.tools.bench.usage import cpu_stall_us, peak_rss_mb, total_cpu_ms
 from workers.tools.devices import Fleet, LabelledClip, load_clips
 
 LOADS = (0.25, 0.5, 0.8, 1.0, 2.0, 4.0)
@@ -116,7 +124,23 @@ def _drain_timeout(sent: int, capacity: float) -> float:
     return 30.0 + 3.0 * sent / max(capacity, 1.0)
 
 
-def _finish(row: Row, running: Running, collector: Collector, first: int, cpu0: float, budget: float) -> Row:
+class Stall:
+    """CPU pressure (PSI `some`) over a stretch of wall time, as a percentage."""
+
+    def __init__(self) -> None:
+        self.us0, self.t0 = cpu_stall_us(), time.monotonic()
+
+    def pct(self) -> float:
+        us1, wall_us = cpu_stall_us(), (time.monotonic() - self.t0) * 1e6
+        if self.us0 is None or us1 is None or wall_us <= 0:
+            return math.nan
+        return 100.0 * (us1 - self.us0) / wall_us
+
+
+def _finish(
+    row: Row, running: Running, collector: Collector, first: int, cpu0: float, budget: float, stall: Stall
+) -> Row:
+    row.stall_pct = stall.pct()
     row.cpu_ms = total_cpu_ms(running.pids) - cpu0
     row.rss_mb = [peak_rss_mb(p) for p in running.pids]
     for seen in collector.log[first:]:
@@ -136,6 +160,7 @@ def measure_capacity(
     settings = private_pipeline(base, bootstrap, "gpcap", budget_ms=BACKLOG_BUDGET_MS)
     with _session(contender, settings, run_dir, plan) as (running, collector):
         report = Fleet(settings, 8, 100_000.0, clips=clips).run(frames=plan.backlog)
+        stall = Stall()
         running.start()
         cpu0 = total_cpu_ms(running.pids)
         drained = _wait_drained(collector, report.sent, 180.0 + report.sent / 20.0, running.check_alive)
@@ -147,7 +172,7 @@ def measure_capacity(
         capacity = backlog_rate(arrivals)
         row = Row(contender.name, CAPACITY, 0.0, capacity, sent=report.sent, drained=drained)
         row.elapsed_s = report.sent / capacity
-        _finish(row, running, collector, 0, cpu0, BACKLOG_BUDGET_MS)
+        _finish(row, running, collector, 0, cpu0, BACKLOG_BUDGET_MS, stall)
         row.on_time = row.results  # per result: the cost of work with no deadline pressure
         return row
 
@@ -172,6 +197,7 @@ def run_loads(
             rate = factor * capacity
             row = Row(contender.name, f"{factor:g}×", factor, capacity)
             first, base_frames, cpu0 = len(collector.log), collector.frames, total_cpu_ms(running.pids)
+            stall = Stall()
             fleet = Fleet(settings, plan.devices, rate / plan.devices, seed=int(factor * 100), clips=clips)
             report = fleet.run(duration_s=plan.seconds)
             row.sent, row.elapsed_s = report.sent, report.elapsed_s
@@ -181,8 +207,11 @@ def run_loads(
                 _drain_timeout(report.sent, capacity),
                 running.check_alive,
             )
-            rows.append(_finish(row, running, collector, first, cpu0, budget))
-            out.write(f"  {row.load:>6} {row.offered:7.0f}/s offered → {row.goodput:7.0f}/s on time\n")
+            rows.append(_finish(row, running, collector, first, cpu0, budget, stall))
+            out.write(
+                f"  {row.load:>6} {row.offered:7.0f}/s offered → {row.goodput:7.0f}/s on time"
+                f" (CPU pressure {row.stall_pct:.0f} %)\n"
+            )
             out.flush()
             time.sleep(IDLE_S)
         if plan.burst:
@@ -190,6 +219,7 @@ def run_loads(
             row = Row(contender.name, BURST, 0.0, capacity)
             time.sleep(IDLE_S)
             first, base_frames, cpu0 = len(collector.log), collector.frames, total_cpu_ms(running.pids)
+            stall = Stall()
             fleet = Fleet(settings, min(plan.devices, frames), 1e6, clips=clips)
             report = fleet.run(frames=frames)
             row.sent, row.elapsed_s = report.sent, report.elapsed_s
@@ -199,7 +229,7 @@ def run_loads(
                 _drain_timeout(report.sent, capacity),
                 running.check_alive,
             )
-            rows.append(_finish(row, running, collector, first, cpu0, budget))
+            rows.append(_finish(row, running, collector, first, cpu0, budget, stall))
             out.write(f"  burst {frames} frames at once → {row.on_time} on time\n")
     return rows
 
@@ -231,7 +261,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
                 out.write(f"repeat {repeat + 1}/{plan.repeats}: {name}\n")
                 out.flush()
                 cap = measure_capacity(contender, settings, bootstrap, run_dir, clips, plan)
-                out.write(f"  capacity {cap.capacity:.0f} frames/s\n")
+                out.write(f"  capacity {cap.capacity:.0f} frames/s (CPU pressure {cap.stall_pct:.0f} %)\n")
                 rows.append(cap)
                 rows.extend(
                     run_loads(contender, cap.capacity, settings, bootstrap, run_dir, clips, plan, out)
@@ -243,6 +273,7 @@ def run_goodput(settings: OntimeSettings, out: TextIO, plan: Plan, out_dir: Path
             "loads (× each contender's own capacity; medians):\n\n" + render_loads(cells),
             render_ratios(cells),
             render_late(rows),
+            render_stage_times(rows),
         ]
     )
     out.write("\n" + report + "\n")

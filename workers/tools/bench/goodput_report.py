@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from workers.tools.bench.goodput_rows import BURST, CAPACITY, Median, Row
+from workers.tools.stats import summarize
 
 REFERENCE = "quix"  # ratios are against what a Python user would pick instead
 
@@ -94,6 +96,40 @@ def render_late(rows: Sequence[Row]) -> str:
         if by
     ]
     return "late records by stage:reason (frames, all repeats):\n" + ("\n".join(lines) or "none")
+
+
+def render_stage_times(rows: Sequence[Row]) -> str:
+    """Where the time of on-time and late results went, per contender, load and stage (all repeats).
+
+    Queue includes the Kafka hop into the stage; a fused worker's later stages queue ~0 (the
+    frame is handed on in memory).
+    """
+    lines: list[str] = []
+    merged: dict[tuple[str, str], tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
+    stalls: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if not math.isnan(row.stall_pct):
+            stalls.setdefault((row.contender, row.load), []).append(row.stall_pct)
+        queue, compute = merged.setdefault((row.contender, row.load), ({}, {}))
+        for stage, values in row.queue_ms.items():
+            queue.setdefault(stage, []).extend(values)
+        for stage, values in row.compute_ms.items():
+            compute.setdefault(stage, []).extend(values)
+    for (name, load), (queue, compute) in merged.items():
+        parts = []
+        for stage in queue:
+            q, c = summarize(queue[stage]), summarize(compute[stage])
+            parts.append(f"{stage} {q.p50:.1f}/{q.p99:.1f} + {c.p50:.1f}/{c.p99:.1f}")
+        pressure = stalls.get((name, load))
+        if pressure:
+            parts.append(f"CPU pressure {statistics.median(pressure):.0f} %")
+        if parts:
+            lines.append(f"{name} {load}: " + ", ".join(parts))
+    head = (
+        "time per stage of the results (queue incl. hop p50/p99 + compute p50/p99, ms), and the"
+        " machine's CPU pressure during the row (PSI some: % of wall time a task waited for a CPU):\n"
+    )
+    return head + ("\n".join(lines) or "none")
 
 
 def plot(cells: Sequence[Median], path: Path) -> Path:

@@ -47,6 +47,10 @@ class Row:
     rss_mb: list[float] = field(default_factory=list)
     drained: bool = True
     late_by: dict[str, int] = field(default_factory=dict)  # "stage:reason" → frames
+    # Per stage, of the results: queue (incl. the Kafka hop into it) and compute, ms per frame.
+    stall_pct: float = math.nan  # of the row's wall time, some task waited for a CPU (PSI)
+    queue_ms: dict[str, list[float]] = field(default_factory=dict)
+    compute_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, seen: Seen, budget_ms: float) -> None:
         """Count one record that came out for this row."""
@@ -60,6 +64,9 @@ class Row:
             self.dlq += seen.count
             return
         self.results += 1
+        for stage, queue, compute in seen.stages:
+            self.queue_ms.setdefault(stage, []).append(queue)
+            self.compute_ms.setdefault(stage, []).append(compute)
         deadline = seen.deadline_ms
         if deadline is None and seen.captured_ms is not None:
             deadline = seen.captured_ms + int(budget_ms)
@@ -103,6 +110,12 @@ class Row:
         data.pop("e2e_ms")
         summary = summarize(self.e2e_ms)
         data.update(e2e_p50_ms=summary.p50, e2e_p99_ms=summary.p99, exact=self.exact)
+        for name in ("queue_ms", "compute_ms"):
+            data[name] = {
+                stage: {"p50": s.p50, "p99": s.p99}
+                for stage, values in getattr(self, name).items()
+                for s in [summarize(values)]
+            }
         return data
 
 

@@ -39,3 +39,23 @@ def peak_rss_mb(pid: int, proc: Path = Path("/proc")) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def cpu_stall_us(proc: Path = Path("/proc")) -> float | None:
+    """Microseconds (since boot) in which some runnable task waited for a CPU (PSI `some`).
+
+    The difference over a row, divided by its wall time, says how contended the machine was
+    while it ran (other jobs included): a number to read tails and stalls against. None where
+    the kernel has no pressure accounting.
+    """
+    try:
+        text = (proc / "pressure" / "cpu").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for item in line.split()[1:]:
+                key, _, value = item.partition("=")
+                if key == "total":
+                    return float(value)
+    return None
