@@ -147,6 +147,7 @@ class StageWorker:
         self._in_callback = False
         self._txn_held = False
         self._moves = 0  # revocations and losses: a transaction open across one is redone
+        self._fresh: list[TopicPartition] = []  # assigned since the last turn
         if self.transactional:  # workers/loop/transactions.py replaces it when it becomes unusable
             self._txn = Transactions(
                 lambda: Producer({**produce_conf, "error_cb": self._on_txn_error}),
@@ -231,6 +232,8 @@ class StageWorker:
     # -- one turn of the loop ----------------------------------------------------------------
     def _turn(self) -> None:
         self.telemetry.poll_turned()
+        if self._fresh:
+            self._match_hold()
         if len(self._ledger):
             self.producer.poll(0)  # serves the delivery reports that release stored offsets
         self._release_delivered()
@@ -291,6 +294,20 @@ class StageWorker:
         if self._holding != reason:
             self._holding = reason
             self.telemetry.holding(reason)
+
+    def _match_hold(self) -> None:
+        """Newly assigned partitions follow the hold. librdkafka keeps a partition's pause flag
+        across losing and regaining it: one paused during an outage, lost when the session
+        expired, and assigned again after a resume that no longer saw it, stayed paused forever."""
+        fresh, self._fresh = self._fresh, []
+        mine = [tp for tp in fresh if (tp.topic, tp.partition) in self._owned]
+        if not mine:
+            return
+        with contextlib.suppress(KafkaException):
+            if self._holding is not None:
+                self.consumer.pause(mine)
+            else:
+                self.consumer.resume(mine)
 
     def _resume_input(self) -> None:
         assigned = self.consumer.assignment()
@@ -668,6 +685,7 @@ class StageWorker:
     # -- rebalance callbacks (run inside poll/consume/close, on this thread) ------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._fresh += partitions  # paused or resumed to match the hold once assigned (_turn)
         event(log, "assigned", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
         self.telemetry.assignment(sorted(self._owned))
 
