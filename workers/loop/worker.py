@@ -19,6 +19,8 @@ partitions are dropped without a commit. Every second the worker reports its sta
 latency on the control topic, and reads the other stages' reports (workers/loop/control.py).
 Model versions rolled out on the same topic are swapped in at the top of a turn, between
 batches (workers/loop/rollout.py).
+A stage with `exactly_once` settles each batch as one Kafka transaction instead, and redoes it
+from the committed offsets when the transaction fails (workers/loop/transactions.py).
 """
 
 from __future__ import annotations
@@ -538,7 +540,10 @@ class StageWorker:
                 if src is not None:
                     self._refused_sources.add((src.topic, src.partition, src.offset))
             self._early = []  # taken past the committed offsets: read again after the rewind
-            rewind_to_committed(self.consumer, self._txn_waiting, self._stopping)
+            try:
+                rewind_to_committed(self.consumer, self._txn_waiting, self._stopping)
+            except Interrupted as exc:
+                raise DeliveryFailed(str(exc)) from None
             self._txn_waiting(None)
             event(log, "batch-redone", logging.WARNING, stage=self.name, error=redo.error)
             return
