@@ -20,9 +20,10 @@ Two more ways a transaction ends in a redo. A **rebalance** that revokes or lose
 while a call is being retried: the batch's offsets may no longer be ours to commit, so it is
 aborted. And a **hung call**: librdkafka 2.16's `send_offsets_to_transaction` can block past its
 timeout, forever, when the group coordinator went away (librdkafka issues #5456 and #5511, fixed
-upstream after 2.16). That call runs in a helper thread; if it has not returned after
-`HUNG_AFTER_S`, the producer is abandoned (closed by that thread if the call ever returns) and a
-new one with the same id takes over, which fences the old.
+upstream after 2.16), and the other transactional calls have been seen to retry internally past
+theirs. Every call runs in a helper thread; one that has not returned `HUNG_AFTER_S` after its
+timeout gets its producer abandoned (closed by that thread if the call ever returns) and a new one
+with the same id takes over, which fences the old.
 
 Every error therefore ends in a committed batch or a redone batch; the worker stops only when it
 is told to, or when Kafka refuses it for good (authorization: `refusal`).
@@ -132,7 +133,6 @@ class Transactions:
                 self._call(
                     lambda p: p.send_offsets_to_transaction(list(offsets), group(), CALL_TIMEOUT_S),
                     "send offsets",
-                    guarded=True,
                     moves_abort=True,
                 )
             self._call(lambda p: p.commit_transaction(CALL_TIMEOUT_S), "commit")
@@ -143,16 +143,20 @@ class Transactions:
         except _Moved:
             self._recover(None)
             raise Redo("partitions revoked or lost during the transaction") from None
-        except _Hung:
+        except _Hung as hung:
             self._renew(None, abandon=True)
-            raise Redo(f"send_offsets_to_transaction hung for {HUNG_AFTER_S:g} s") from None
+            raise Redo(f"transaction {hung} hung for {HUNG_AFTER_S:g} s past its timeout") from None
         finally:
             self._valid = lambda: True
 
     def init(self) -> None:
-        """`init_transactions`, retried while the broker is away. Other errors are raised (the
-        caller turns an authorization refusal into a clear stop)."""
-        self._call(lambda p: p.init_transactions(CALL_TIMEOUT_S), "init")
+        """`init_transactions`, retried while the broker is away (a producer whose call hangs is
+        replaced). Other errors are raised (the caller turns an authorization refusal into a
+        clear stop)."""
+        try:
+            self._call(lambda p: p.init_transactions(CALL_TIMEOUT_S), "init")
+        except _Hung:
+            self._renew(None, abandon=True)
 
     def close_open(self) -> None:
         """Leaving: abort a transaction still open (best effort; the coordinator times it out)."""
@@ -177,6 +181,8 @@ class Transactions:
             except KafkaException as exc:
                 event(log, "abort-failed", logging.WARNING, stage=self.stage, error=exc.args[0].str())
                 self._renew(exc.args[0])
+            except _Hung:
+                self._renew(None, abandon=True)
             else:
                 self.aborted += 1
                 why = err.str() if err is not None else "partitions moved"
@@ -192,19 +198,19 @@ class Transactions:
         why = err.str() if err is not None else "a transactional call hung"
         fatal = err.fatal() if err is not None else False
         event(log, "producer-renewed", logging.WARNING, stage=self.stage, error=why, fatal=fatal)
-        old = self.producer
         if abandon:
-            self._helper.submit(_close_quietly, old)  # queued behind the hung call
-            self._helper.shutdown(wait=False)
-            self._helper = self._new_helper()
-            self._last = None
+            self._abandon()
         else:
-            _close_quietly(old)
+            _close_quietly(self.producer)
         backoff = BACKOFF_FIRST_S
         while True:
             self.producer = self._make()
-            try:
-                self.init()  # retries while retriable; what it raises needs yet another producer
+            try:  # retries while retriable; what it raises needs yet another producer
+                self._call(lambda p: p.init_transactions(CALL_TIMEOUT_S), "init")
+            except _Hung:
+                event(log, "producer-renewed", logging.WARNING, stage=self.stage, error="init hung")
+                self._abandon()
+                continue
             except KafkaException as exc:
                 event(log, "init-failed", logging.WARNING, stage=self.stage, error=exc.args[0].str())
                 with contextlib.suppress(KafkaException):
@@ -220,21 +226,17 @@ class Transactions:
         call: Callable[[Producer], object],
         what: str,
         *,
-        guarded: bool = False,
         moves_abort: bool = False,
     ) -> None:
-        """Make a transactional call, again and again while its error is retriable; `guarded`
-        runs it in the helper thread and gives up on it (`_Hung`) after `HUNG_AFTER_S`;
+        """Make a transactional call, again and again while its error is retriable. It runs in the
+        helper thread and is given up (`_Hung`) `HUNG_AFTER_S` past its own timeout;
         `moves_abort` gives up (`_Moved`) when a rebalance took partitions meanwhile. (Not for a
         commit: offsets already sent are fenced by the broker, and a commit that timed out must
         be resumed, librdkafka refuses an abort in between.)"""
         backoff = BACKOFF_FIRST_S
         while True:
             try:
-                if guarded:
-                    self._guarded(call)
-                else:
-                    call(self.producer)
+                self._guarded(call, what)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if not err.retriable() or err.fatal() or err.txn_requires_abort():
@@ -249,7 +251,7 @@ class Transactions:
                 self._waiting(None)
             return
 
-    def _guarded(self, call: Callable[[Producer], object]) -> None:
+    def _guarded(self, call: Callable[[Producer], object], what: str) -> None:
         """`call` in the helper thread; this thread keeps the consumer polled while it waits."""
         future = self._helper.submit(call, self.producer)
         self._last = future
@@ -261,10 +263,16 @@ class Transactions:
             except FutureTimeout:
                 pass
             if time.monotonic() > hung_at:
-                raise _Hung()
+                raise _Hung(what)
             if self._stopping.is_set():
                 raise Interrupted("stopped while a transactional call was waiting for the broker")
             self._keep_alive()
+
+    def _abandon(self) -> None:
+        """Leave the producer to the helper thread its hung call is in: closed if it returns."""
+        self._helper.submit(_close_quietly, self.producer)  # queued behind the hung call
+        self._helper.shutdown(wait=False)
+        self._helper, self._last = self._new_helper(), None
 
     def _new_helper(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{self.stage}-txn")
