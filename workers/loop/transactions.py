@@ -56,7 +56,7 @@ log = logging.getLogger("ontime.transactions")
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
 CALL_TIMEOUT_S = 5.0  # each blocking transactional call; a retriable timeout is then retried
-HUNG_AFTER_S = 20.0  # a call past its own timeout by this much is hung: the producer is replaced
+HUNG_AFTER_S = 10.0  # a call past its own timeout by this much is hung: the producer is replaced
 SLICE_S = 0.05
 
 
