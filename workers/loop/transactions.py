@@ -58,6 +58,8 @@ BACKOFF_MAX_S = 2.0
 CALL_TIMEOUT_S = 5.0  # each blocking transactional call; a retriable timeout is then retried
 HUNG_AFTER_S = 10.0  # a call past its own timeout by this much is hung: the producer is replaced
 SLICE_S = 0.05
+SEEK_ATTEMPTS = 20
+SEEK_RETRY_S = 0.25
 
 
 class Interrupted(OntimeError):
@@ -323,5 +325,24 @@ def rewind_to_committed(consumer: Consumer, pause: Callable[[str], None], stoppi
         backoff = min(backoff * 2, BACKOFF_MAX_S)
     for tp in committed:
         offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-        with contextlib.suppress(KafkaException):  # revoked in between: its new owner starts there
-            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        for attempt in range(SEEK_ATTEMPTS):
+            if (tp.topic, tp.partition) not in {(a.topic, a.partition) for a in consumer.assignment()}:
+                break  # revoked in between: its new owner starts at the committed offset
+            try:
+                consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                break
+            except KafkaException as exc:  # e.g. the partition's fetcher busy with a leader change
+                event(
+                    log,
+                    "rewind-seek-failed",
+                    logging.WARNING,
+                    partition=f"{tp.topic}[{tp.partition}]",
+                    offset=offset,
+                    attempt=attempt + 1,
+                    error=exc.args[0].str(),
+                )
+                time.sleep(SEEK_RETRY_S)
+        else:
+            # Going on from the old position would skip the aborted batch: lose it. Stopping is
+            # safe: the replacement (or this worker, restarted) starts at the committed offsets.
+            raise Interrupted(f"cannot rewind {tp.topic}[{tp.partition}] to {offset} after an aborted batch")
