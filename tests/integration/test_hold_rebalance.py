@@ -9,13 +9,16 @@ broker when a broker outage outlasted the 10 s session (test_broker_outage.py st
 
 from __future__ import annotations
 
+import queue
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Consumer
 
 from tests.integration.conftest import TopicFactory
 from tests.integration.pipeline_kit import (
     Reader,
+    Recorder,
     WorkerThread,
     eval_clips,
     frames_from,
@@ -26,12 +29,26 @@ from tests.integration.pipeline_kit import (
 from workers.messages import headers as h
 
 
+class OnLoop(Recorder):
+    """Runs what the test queues on the worker's own thread, at the top of a turn: a librdkafka
+    consumer is not to be driven from two threads (assignment() from the test thread blocked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.todo: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def poll_turned(self) -> None:
+        while not self.todo.empty():
+            self.todo.get()()
+
+
 def test_a_partition_returning_after_a_hold_ended_is_consumed_again(
     kafka_bootstrap: str, topic_factory: TopicFactory
 ) -> None:
     settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=2)
     topics = settings.pipeline.topics
-    worker = WorkerThread(settings, ["preprocess"])
+    loop = OnLoop()
+    worker = WorkerThread(settings, ["preprocess"], telemetry=loop)
     other = Consumer(
         {
             "bootstrap.servers": kafka_bootstrap,
@@ -43,7 +60,8 @@ def test_a_partition_returning_after_a_hold_ended_is_consumed_again(
     )
     try:
         wait_for(lambda: len(worker.worker._owned) == 2, 90.0, "worker owns both partitions")
-        worker.worker._hold("held by the test")  # both partitions paused
+        loop.todo.put(lambda: worker.worker._hold("held by the test"))  # both partitions paused
+        wait_for(lambda: worker.worker._holding is not None, 30.0, "input held")
         other.subscribe([topics.raw])
 
         def moved() -> bool:
@@ -51,7 +69,8 @@ def test_a_partition_returning_after_a_hold_ended_is_consumed_again(
             return len(worker.worker._owned) == 1
 
         wait_for(moved, 90.0, "one partition moved to the other member")
-        worker.worker._resume_input()  # the hold ends while that partition is away
+        loop.todo.put(worker.worker._resume_input)  # the hold ends while that partition is away
+        wait_for(lambda: worker.worker._holding is None, 30.0, "hold ended")
         other.close()  # it comes back to the worker
         wait_for(lambda: len(worker.worker._owned) == 2, 90.0, "the partition came back")
         frames = frames_from(eval_clips(), prefix=f"h{uuid.uuid4().hex[:4]}")[:24]

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from confluent_kafka import (
@@ -80,6 +81,38 @@ class _Hung(Exception):
 
 class _Moved(Exception):
     """Partitions were revoked or lost while the transaction was open."""
+
+
+_Call = tuple[Future[object], Callable[..., object], tuple[object, ...]]
+
+
+class _Helper:
+    """One daemon thread running calls in order. Not a ThreadPoolExecutor: its threads are joined
+    at interpreter exit, and one stuck in a hung librdkafka call would keep the process alive."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[object], Callable[..., object], tuple[object, ...]] | None
+        ]
+        self._queue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future[object]:
+        future: Future[object] = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # handed to the waiting thread
+                    future.set_exception(exc)
 
 
 class Transactions:
@@ -166,7 +199,7 @@ class Transactions:
             return  # a hung call is still inside it: leave it alone, the process is leaving
         with contextlib.suppress(Exception):
             self.producer.abort_transaction(1.0)
-        self._helper.shutdown(wait=False)
+        self._helper.shutdown()
 
     def busy(self) -> bool:
         """A guarded call is still running inside the current producer (do not close it)."""
@@ -273,11 +306,11 @@ class Transactions:
     def _abandon(self) -> None:
         """Leave the producer to the helper thread its hung call is in: closed if it returns."""
         self._helper.submit(_close_quietly, self.producer)  # queued behind the hung call
-        self._helper.shutdown(wait=False)
+        self._helper.shutdown()
         self._helper, self._last = self._new_helper(), None
 
-    def _new_helper(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{self.stage}-txn")
+    def _new_helper(self) -> _Helper:
+        return _Helper(f"ontime-{self.stage}-txn")
 
     def _pause(self, seconds: float, why: str) -> None:
         if not self._stalled:
