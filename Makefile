@@ -29,14 +29,18 @@ $(QUIX_STAMP): $(QUIX_REQS) | $(STAMP)
 	@touch $@
 
 # ruff, mypy, then unit and integration tests (the latter start a real Kafka broker). The fault
-# bench's tests kill brokers, freeze proxies and leave librdkafka handles behind: each runs in a
-# process of its own, so nothing of them can stall the rest of the suite.
+# bench's tests and the exactly-once broker restart kill brokers, freeze proxies and can leave
+# librdkafka handles behind: each runs in a process of its own, so nothing of them can stall the
+# rest of the suite. (The battery, the exactly-once kill -9 test and the at-least-once broker
+# restart run in the main process: test_battery.py, test_faults.py, test_broker_outage.py.)
 FAULTS := tests/integration/test_bench_faults.py
+EOS_RESTART := tests/integration/test_eos_broker_restart.py
 # pytest exit code 5 means "no tests collected", which is not a failure here.
 test: system-deps $(STAMP) $(QUIX_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q tests/unit tests/integration --ignore=$(FAULTS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q tests/unit tests/integration --ignore=$(FAULTS) --ignore=$(EOS_RESTART) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q $(EOS_RESTART)
 	$(BIN)/python -m pytest -q $(FAULTS)::test_kill_9_of_postprocess_under_load_loses_nothing
 	$(BIN)/python -m pytest -q $(FAULTS)::test_clients_through_toxiproxy_stay_behind_it_so_its_faults_reach_them
 

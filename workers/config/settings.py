@@ -100,7 +100,10 @@ class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     poll_timeout_ms: int = Field(100, ge=1, le=10_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
-    session_timeout_ms: int = Field(45_000, ge=6_000)
+    # A killed replica's partitions move after this (10 s, not librdkafka's 45 s: a stage's frames
+    # have budgets of seconds); static membership still rides out a restart in place within it.
+    session_timeout_ms: int = Field(10_000, ge=6_000, description="stage consumers (docs/reliability.md)")
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="capped at a third of session_timeout_ms")
     flush_timeout_s: float = Field(30.0, gt=0)
     transaction_timeout_ms: int = Field(
         10_000, ge=1_000, le=900_000, description="exactly-once: how long an abandoned transaction blocks"

@@ -35,6 +35,8 @@ def consumer_config(settings: OntimeSettings, stage: str) -> ConfigDict:
         "auto.offset.reset": "earliest",
         "max.poll.interval.ms": worker.max_poll_interval_ms,
         "session.timeout.ms": worker.session_timeout_ms,
+        # Three heartbeats per session: one lost to a hiccup does not cost the partitions.
+        "heartbeat.interval.ms": min(worker.heartbeat_interval_ms, worker.session_timeout_ms // 3),
         "partition.assignment.strategy": "cooperative-sticky",
         # Low latency beats fetch efficiency here: a frame must not wait for a fuller fetch.
         "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,

@@ -20,6 +20,8 @@ partitions are dropped without a commit. Every second the worker reports its sta
 latency on the control topic, and reads the other stages' reports (workers/loop/control.py).
 Model versions rolled out on the same topic are swapped in at the top of a turn, between
 batches (workers/loop/rollout.py).
+A stage with `exactly_once` settles each batch as one Kafka transaction instead, and redoes it
+from the committed offsets when the transaction fails (workers/loop/transactions.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import Skip, find_skip, skip_headers
+from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
 from workers.messages import reasons
 from workers.messages.deadline import Deadline, now_ms
 from workers.messages.envelope import Envelope, Source
@@ -138,10 +141,27 @@ class StageWorker:
         remote_after = STAGE_ORDER.index(stages[-1].name) < len(STAGE_ORDER) - 1
         self._reader = ControlReader(settings, self.board) if remote_after else None
         self.rollout = RolloutFollower(settings, self.stages, telemetry)  # model versions, hot swap
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         produce_conf = producer_config(settings, first)
         self.transactional = "transactional.id" in produce_conf
-        self.producer = Producer({**produce_conf, "error_cb": self._on_error})
+        self._txn: Transactions | None = None
+        self._in_callback = False
+        self._txn_held = False
+        self._moves = 0  # revocations and losses: a transaction open across one is redone
+        self._fresh: list[TopicPartition] = []  # assigned since the last turn
+        if self.transactional:  # workers/loop/transactions.py replaces it when it becomes unusable
+            self._txn = Transactions(
+                lambda: Producer({**produce_conf, "error_cb": self._on_txn_error}),
+                stage=self.name,
+                stopping=self._stopping,
+                waiting=self._txn_waiting,
+                keep_alive=self._txn_keep_alive,
+            )
+            self.producer = self._txn.producer
+        else:
+            self.producer = Producer({**produce_conf, "error_cb": self._on_error})
         # A transactional producer cannot send outside a transaction: reports get their own.
         self._control_producer = (
             Producer({**producer_config(settings, first, transactional=False), "error_cb": self._on_error})
@@ -153,8 +173,6 @@ class StageWorker:
         self._holding: str | None = None
         self._refused_sources: set[tuple[str, int, int]] = set()  # transactional: dead-letter on retry
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ontime-{first}-compute")
-        self._stopping = threading.Event()
-        self._hurry = threading.Event()
         self._owned: set[TP] = set()
         self._early: list[Message] = []  # records poll() returned while a batch was computing
         self._in_flight: InFlight | None = None
@@ -238,8 +256,11 @@ class StageWorker:
                 self._housekeeping()
 
     def _housekeeping(self) -> None:
-        """What every turn does besides the batch: deliveries, outage watch, latency reports."""
+        """What every turn does besides the batch: new partitions follow the hold, deliveries, outage
+        watch, latency reports."""
         self.telemetry.poll_turned()
+        if self._fresh:
+            self._match_hold()
         if len(self._ledger):
             self.producer.poll(0)  # serves the delivery reports that release stored offsets
         self._release_delivered()
@@ -332,6 +353,20 @@ class StageWorker:
         if self._holding != reason:
             self._holding = reason
             self.telemetry.holding(reason)
+
+    def _match_hold(self) -> None:
+        """Newly assigned partitions follow the hold. librdkafka keeps a partition's pause flag
+        across losing and regaining it: one paused during an outage, lost when the session
+        expired, and assigned again after a resume that no longer saw it, stayed paused forever."""
+        fresh, self._fresh = self._fresh, []
+        mine = [tp for tp in fresh if (tp.topic, tp.partition) in self._owned]
+        if not mine:
+            return
+        with contextlib.suppress(KafkaException):
+            if self._holding is not None:
+                self.consumer.pause(mine)
+            else:
+                self.consumer.resume(mine)
 
     def _resume_input(self) -> None:
         assigned = self.consumer.assignment()
@@ -540,51 +575,66 @@ class StageWorker:
     def _settle_in_transaction(
         self, records: list[Source], skipped_to: dict[TP, int], outputs: list[Output], outcomes: list[Outcome]
     ) -> None:
-        """Exactly once: the outputs and the input offsets commit together, or not at all."""
-        timeout = self.settings.worker.flush_timeout_s
+        """Exactly once: the outputs and the input offsets commit together, or not at all; a batch
+        whose transaction failed is redone from the committed offsets (workers/loop/transactions.py)."""
+        assert self._txn is not None
         pending = Pending(records)
         offsets = [TopicPartition(t, p, o) for (t, p), o in _next_offsets(records, skipped_to).items()]
-        try:
-            self.producer.begin_transaction()
+
+        def produce(producer: Producer) -> None:
+            self.producer = producer
             for output in outputs:
                 self._produce(output, pending, may_refuse=True)
-            if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), timeout
-                )
-            self._commit_transaction(timeout)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not err.txn_requires_abort():
-                raise DeliveryFailed(f"transaction failed: {err.str()}") from None
-            self.producer.abort_transaction(timeout)
+
+        try:
+            moves = self._moves
+            self._txn.run(
+                produce, offsets, self.consumer.consumer_group_metadata, lambda: self._moves == moves
+            )
+        except Redo as redo:
+            self.producer = self._txn.producer
             for output in pending.refused:  # the retry sends these as dead-letter references
                 src = output.envelope.source if output.envelope is not None else None
                 if src is not None:
                     self._refused_sources.add((src.topic, src.partition, src.offset))
-            self._rewind(records)
-            event(log, "transaction-aborted", logging.WARNING, stage=self.name, error=err.str())
+            self._early = []  # taken past the committed offsets: read again after the rewind
+            try:
+                rewind_to_committed(self.consumer, self._txn_waiting, self._stopping)
+            except Interrupted as exc:
+                raise DeliveryFailed(str(exc)) from None
+            self._txn_waiting(None)
+            event(log, "batch-redone", logging.WARNING, stage=self.name, error=redo.error)
             return
+        except Interrupted as exc:
+            if self._hurry.is_set():
+                raise Abandoned(str(exc)) from None
+            raise DeliveryFailed(str(exc)) from None
         self.telemetry.settled(outcomes)
 
-    def _commit_transaction(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+    def _txn_waiting(self, why: str | None) -> None:
+        """The broker keeps a transactional call from completing: hold the input, not ready;
+        `None`: it completed, take input again (unless the circuit breaker holds it)."""
+        if why is not None:
+            self._txn_held = True
+            if self._in_callback:  # pausing from inside a rebalance callback is not allowed
+                if self._holding != why:
+                    self._holding = why
+                    self.telemetry.holding(why)
                 return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
-                    raise
+            self._hold(why)
+        elif self._txn_held and not self._in_callback:
+            self._txn_held = False
+            if not self.breaker.open:
+                self._resume_input()
 
-    def _rewind(self, records: list[Source]) -> None:
-        """After an aborted transaction: read the batch again from its first offset per partition."""
-        first: dict[TP, int] = {}
-        for r in records:
-            first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
-        self._early = [m for m in self._early if _where(m)[0] not in first]
-        for (topic, partition), offset in first.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
+    def _txn_keep_alive(self) -> None:
+        """Between retries of a transactional call: serve rebalances, keep the group membership."""
+        if self._in_callback:
+            return  # poll() must not be called from inside a rebalance callback
+        msg = self.consumer.poll(0)
+        if msg is not None:
+            self._early.append(msg)
+        self.telemetry.poll_turned()
 
     def _late_copies(self, item: Routed) -> bool:
         """Dead letters always keep the payload (it is the evidence); late ones only when asked."""
@@ -675,6 +725,8 @@ class StageWorker:
                     raise Abandoned("stop requested twice while the producer queue was full") from None
                 self.producer.poll(0.05)
             except KafkaException as exc:
+                if self.transactional and not refused(exc.args[0]):
+                    raise  # workers/loop/transactions.py decides: retry, abort or a new producer
                 if not (may_refuse and refused(exc.args[0])):
                     raise DeliveryFailed(f"cannot produce to {output.topic}: {exc.args[0].str()}") from None
                 output = reference(output, self.pipeline.topics.dlq, exc.args[0].str())
@@ -696,12 +748,21 @@ class StageWorker:
     # -- rebalance callbacks (run inside poll/consume/close, on this thread) ------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._fresh += partitions  # paused or resumed to match the hold once assigned (_turn)
         event(log, "assigned", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
         self.telemetry.assignment(sorted(self._owned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Settle the batch in hand and commit before the revoked partitions move on."""
+        self._in_callback = True
+        try:
+            self._revoke(consumer, partitions)
+        finally:
+            self._in_callback = False
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._moves += 1
         if self._hurry.is_set():  # leaving at once: nothing in hand is delivered or committed
             self._forget(revoked)
             return
@@ -748,6 +809,7 @@ class StageWorker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group moved on without us: nothing of these partitions may be stored any more."""
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._moves += 1
         if self._in_flight is not None:
             self._in_flight.lost |= lost
         self._forget(lost)
@@ -774,10 +836,23 @@ class StageWorker:
             self._errors_logged[err.code()] = time.monotonic()
             event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str())
 
+    def _on_txn_error(self, err: KafkaError) -> None:
+        """The transactional producer's errors: a fatal one is recovered from (a new producer,
+        workers/loop/transactions.py) at the next transactional call, not a reason to stop."""
+        if self._stop_if_refused(err):
+            return
+        last = self._errors_logged.get(err.code(), 0.0)
+        if time.monotonic() - last > 60.0:
+            self._errors_logged[err.code()] = time.monotonic()
+            event(log, "kafka-error", logging.WARNING, stage=self.name, error=err.str(), fatal=err.fatal())
+
     def _init_transactions(self) -> None:
         """Register this replica's transactional.id; a missing ACL raises KafkaRefused, not a traceback."""
+        assert self._txn is not None
         try:
-            self.producer.init_transactions(self.settings.worker.flush_timeout_s)
+            self._txn.init()
+        except Interrupted:  # stopped before the broker ever answered: run() leaves at once
+            return
         except KafkaException as exc:
             why = refusal(exc.args[0], self.settings.kafka)
             if why is None:
@@ -862,17 +937,23 @@ class StageWorker:
                     event(log, "commit-failed", logging.WARNING, stage=self.name, error=str(exc))
             self.consumer.close()
         finally:
-            left = self._flush(0.5 if self._hurry.is_set() else self.settings.worker.flush_timeout_s)
+            if self._txn is not None:  # an open transaction (an interrupted batch) is aborted now
+                self._txn.close_open()
+            busy = self._txn is not None and self._txn.busy()
+            left = self._flush(0.5 if self._hurry.is_set() or busy else self.settings.worker.flush_timeout_s)
             # Deliveries never time out by themselves (message.timeout.ms=0): what is still queued
             # now (a broker gone or refusing us) is dropped, its offsets unstored, redone later.
             # Otherwise closing would wait for it forever.
             for producer in {id(p): p for p in (self.producer, self._control_producer)}.values():
+                if self._txn is not None and producer is self._txn.producer and self._txn.busy():
+                    continue  # a hung librdkafka call is inside it (workers/loop/transactions.py)
                 with contextlib.suppress(KafkaException):
                     producer.purge(in_queue=True, in_flight=True, blocking=False)
                     producer.flush(0)
                 # Release the producer's connections now, not whenever this object is collected; a
-                # transactional producer in a fatal state raises here, and we are leaving anyway.
-                with contextlib.suppress(KafkaException):
+                # transactional producer in a fatal state raises here (KafkaException, or SystemError
+                # when its abort-on-close warning is an error), and we are leaving anyway.
+                with contextlib.suppress(KafkaException, SystemError):
                     producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
             if self._reader is not None:

@@ -34,6 +34,22 @@ def test_consumer_stores_offsets_only_by_hand_and_commits_them_automatically() -
     assert conf["bootstrap.servers"] == "127.0.0.1:1"
 
 
+def test_a_stage_consumer_gives_up_a_dead_member_in_seconds_with_three_heartbeats_per_session() -> None:
+    defaults = consumer_config(
+        load_settings("acoustic", {"kafka": {"bootstrap_servers": "127.0.0.1:1"}}), "infer"
+    )
+    assert defaults["session.timeout.ms"] == 10_000  # a kill -9 costs 10 s, not librdkafka's 45
+    assert defaults["heartbeat.interval.ms"] == 3_000
+    short = consumer_config(_settings(), "infer")  # session 12 s: the 3 s heartbeat stays
+    assert short["heartbeat.interval.ms"] == 3_000
+    shortest = load_settings(
+        "acoustic",
+        {"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "worker": {"session_timeout_ms": 6000}},
+    )
+    assert consumer_config(shortest, "infer")["heartbeat.interval.ms"] == 2000  # capped at a third
+    Consumer({**defaults, "group.id": "x"}).close()  # librdkafka accepts the pair
+
+
 def test_kip848_protocol_drops_classic_only_keys() -> None:
     conf = consumer_config(_settings(group_protocol="consumer"), "preprocess")
     assert conf["group.protocol"] == "consumer"

@@ -41,3 +41,16 @@ def test_recovery_is_the_first_result_of_a_frame_sent_after_the_fault_ended() ->
     assert row.recover_s == 2.0
     none_after = ledger.tally(Row("kill", "at-least-once"), ["before"], sent, ended_ms=20_000)
     assert none_after.recover_s is None
+
+
+def test_a_lost_frame_is_reported_after_the_farthest_topic_it_reached() -> None:
+    ledger = Ledger()
+    ledger.offset("p.raw", 0, 1, "stuck-in-infer")
+    ledger.offset("p.features", 0, 7, "stuck-in-infer")
+    ledger.offset("p.raw", 0, 2, "stuck-in-preprocess")
+    ledger.offset("p.raw", 0, 3, "answered")
+    ledger.word("result", "answered")
+    row = ledger.tally(
+        Row("kill", "at-least-once"), ["stuck-in-infer", "stuck-in-preprocess", "answered"], {}, 0
+    )
+    assert row.lost_after == {"features": 1, "raw": 1}

@@ -326,6 +326,8 @@ def run_row(
     deaths += revive(rig.workers)
     if device.failed:
         row.note += f"; device errors {dict(device.failed)}"
+    if row.lost_after:  # where the unanswered frames stopped: P.raw = preprocess never answered, …
+        row.note += "; lost after " + ", ".join(f"{t} {n}" for t, n in sorted(row.lost_after.items()))
     if deaths:
         row.note += "; " + "; ".join(deaths)
     return row

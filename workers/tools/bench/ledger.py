@@ -36,6 +36,7 @@ class Row:
     max_copies: int = 0
     recover_s: float | None = None
     late_reasons: Counter[str] = field(default_factory=Counter)
+    lost_after: Counter[str] = field(default_factory=Counter)  # last topic a lost frame reached
     note: str = ""
 
 
@@ -68,6 +69,12 @@ class Ledger:
     def skipped(self, topic: str, partition: int, first: int, count: int) -> None:
         with self.lock:
             self.ranges.append((topic, partition, first, count))
+
+    def _last_hop(self, frame: str) -> str:
+        """The farthest pipeline topic a frame was seen on (P.raw < P.features < P.scores), by the
+        offsets the device and the reader recorded: where a lost frame stopped. Caller holds the lock."""
+        seen = {topic.rsplit(".", 1)[-1] for (topic, _, _), f in self.offsets.items() if f == frame}
+        return next((hop for hop in ("scores", "features", "raw") if hop in seen), "nowhere")
 
     def in_ranges(self) -> Counter[str]:
         """How many skipped ranges each frame falls in, by offset."""
@@ -102,6 +109,7 @@ class Ledger:
                 kinds = self.kinds.get(i, set())
                 if copies == 0:
                     row.lost += 1
+                    row.lost_after[self._last_hop(i)] += 1
                     continue
                 row.duplicates += copies - 1
                 row.max_copies = max(row.max_copies, copies)

@@ -1,0 +1,120 @@
+"""Exactly-once across a broker kill -9 and restart: the stage recovers, every frame answered once.
+
+The broker of its own (the session's broker serves every other test) is killed mid-stream while
+a transactional stage worker (the three stages chained) has transactions open, and started again
+on the same ports and data. Afterwards a `read_committed` reader must see every frame sent
+answered exactly once: zero missing (the stage came back and redid the aborted batches), zero
+duplicates (the aborted transactions' records are invisible to it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from tests.integration.pipeline_kit import (
+    PCM,
+    WorkerThread,
+    eval_clips,
+    frames_from,
+    pipeline_overrides,
+    wait_for,
+)
+from workers.config.settings import load_settings
+from workers.kafka.topics import create_topics
+from workers.localkafka.broker import LocalBroker
+from workers.messages import headers as h
+
+STAGES = ("preprocess", "infer", "postprocess")
+
+
+def test_exactly_once_recovers_from_a_broker_restart_with_every_frame_answered_once(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "kafka")
+    bootstrap = broker.start()
+    state = broker.state()
+    assert state is not None
+    overrides = pipeline_overrides(f"t{uuid.uuid4().hex[:8]}", bootstrap, 2)
+    overrides["pipeline"]["skip_ahead"] = False  # every frame comes out with its own id
+    overrides["pipeline"]["stages"] = {s: {"exactly_once": True} for s in STAGES}
+    settings = load_settings("acoustic", {**overrides, "worker": {"flush_timeout_s": 3}})
+    topics = settings.pipeline.topics
+    create_topics(settings)
+    frames = frames_from(eval_clips(), prefix="e")
+    sent: list[str] = []
+    stop_sending = threading.Event()
+    device = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 0})
+
+    def publish() -> None:
+        i = 0
+        while not stop_sending.is_set():
+            f = frames[i % len(frames)]
+            frame_id = f"e-{i:05d}"
+            headers = [(h.ID, frame_id.encode()), (h.CONTENT_TYPE, PCM.encode())]
+            try:
+                device.produce(topics.raw, key=f.device.encode(), value=f.payload, headers=headers)
+            except BufferError:
+                device.poll(0.1)
+                continue
+            sent.append(frame_id)
+            device.poll(0)
+            i += 1
+            time.sleep(0.02)
+
+    worker = WorkerThread(settings, list(STAGES))
+    sender = threading.Thread(target=publish, daemon=True)
+    try:
+        wait_for(lambda: bool(worker.worker._owned), 120.0, "assigned")
+        sender.start()
+        wait_for(lambda: worker.worker.counts["emit"] >= 30, 120.0, "results before the fault")
+        assert broker.kill()  # kill -9 with transactions open
+        time.sleep(8.0)
+        assert worker.thread.is_alive() and worker.error is None
+        broker.start(port=state.port, controller_port=state.controller_port)
+        before = worker.worker.counts["emit"]
+        wait_for(lambda: worker.worker.counts["emit"] >= before + 60, 180.0, "results after the restart")
+        stop_sending.set()
+        sender.join(10)
+        assert device.flush(120) == 0
+        ids = _committed_ids(bootstrap, [topics.results, topics.late, topics.dlq], set(sent), 180.0)
+        assert worker.thread.is_alive() and worker.error is None
+    finally:
+        stop_sending.set()
+        worker.stop()
+        broker.stop()
+    counts = Counter(ids)
+    assert not set(sent) - set(counts), sorted(set(sent) - set(counts))[:10]  # nothing missing
+    assert set(counts) == set(sent), sorted(set(counts) - set(sent))[:10]  # nothing foreign
+    assert max(counts.values()) == 1, [i for i, n in counts.items() if n > 1][:10]  # no duplicates
+
+
+def _committed_ids(bootstrap: str, topics: list[str], want: set[str], timeout: float) -> list[str]:
+    """Ids of every committed record (read_committed) until all of `want` are seen, then 3 s more."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"eos-check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(topics)
+    ids: list[str] = []
+    deadline = time.monotonic() + timeout
+    quiet_until = float("inf")
+    try:
+        while time.monotonic() < min(deadline, quiet_until):
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error() is None:
+                    hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
+                    ids.append(hd.get(h.ID) or f"?{msg.topic()}:{hd.get(h.ERROR_REASON)}")
+            if quiet_until == float("inf") and want <= set(ids):
+                quiet_until = time.monotonic() + 3.0  # late duplicates would show up by then
+    finally:
+        consumer.close()
+    return ids
