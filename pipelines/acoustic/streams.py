@@ -95,9 +95,7 @@ def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.floa
         sets = [(w, v, r, p) for w in KEYWORDS for v in TUNE_VOICES for r, p in TUNE_PROSODY]
         with ThreadPoolExecutor(2) as pool:  # espeak-ng runs as a process: two at a time
             spoken = list(pool.map(lambda s: _espeak(*s), sets))
-        return tuple(
-            (w, f"espeak-ng:{v}:s{r}p{p}", x) for (w, v, r, p), x in zip(sets, spoken, strict=True)
-        )
+        return tuple((w, f"espeak-ng:{v}:s{r}p{p}", x) for (w, v, r, p), x in zip(sets, spoken, strict=True))
     raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
 
 

@@ -47,7 +47,14 @@ class Detection:
 
 
 def new_state() -> State:
-    return {"windows": [], "seen": [], "quiet_until_ms": None, "newest_ms": None, "fired": [], "pending": None}
+    return {
+        "windows": [],
+        "seen": [],
+        "quiet_until_ms": None,
+        "newest_ms": None,
+        "fired": [],
+        "pending": None,
+    }
 
 
 class Detector:

@@ -137,7 +137,9 @@ class EventsSpec(BaseModel):
         description="weight of the strongest other label (incl. _unknown_/_background_) "
         "subtracted from a keyword's score in each window",
     )
-    peak: bool = Field(False, description="fire at the peak of the pooled track (one hop later), not at the crossing")
+    peak: bool = Field(
+        False, description="fire at the peak of the pooled track (one hop later), not at the crossing"
+    )
     dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
 
 

@@ -351,7 +351,10 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--tune", action="store_true", help="tune the detector on tuning audio instead")
     bench.add_argument(
-        "--tune-speech-minutes", type=float, default=10.0, help="with --tune: minutes of keyword speech per level"
+        "--tune-speech-minutes",
+        type=float,
+        default=10.0,
+        help="with --tune: minutes of keyword speech per level",
     )
     bench.add_argument(
         "--tune-background-hours", type=float, default=3.0, help="with --tune: hours of background only"

@@ -18,11 +18,23 @@ smoothing span of such a "hot" window are replayed, which gives the same events.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
-from pipelines.acoustic.streams import SAMPLE_RATE, StreamAudio, build_stream, windows
+from pipelines.acoustic.streams import (
+    SAMPLE_RATE,
+    TUNE_PROSODY,
+    TUNE_VOICES,
+    StreamAudio,
+    build_stream,
+    windows,
+)
 from workers.aggregate.detector import WINDOW_MS, Detector, Window, new_state
 from workers.config.settings import OntimeSettings
 from workers.config.spec import EventsSpec
@@ -30,13 +42,15 @@ from workers.tools.events.offline import OfflineChain
 from workers.tools.events.scoring import EventScore, Heard, Truth, match
 
 HOPS = (125, 250)  # the tuning audio is scored at the first; the others take every n-th window
-GRID = {
+SMOOTH = (1, 2, 3, 4)
+THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+GRID: dict[str, tuple[Any, ...]] = {
     "hop_ms": HOPS,
-    "smooth_windows": (1, 2, 3, 4),
+    "smooth_windows": SMOOTH,
     "pool": ("mean", "max"),
     "margin": (0.0, 0.5, 1.0),
     "peak": (False, True),
-    "threshold": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9),
+    "threshold": THRESHOLDS,
     "refractory_ms": (1000, 1500),
 }
 NOISY_SNR_DB = 10.0  # the `ontime bench events` noisy condition's level, so tuning sees both
@@ -128,21 +142,75 @@ def tuning_streams(
     progress: Callable[[str], None] | None = None,
 ) -> TuningAudio:
     chain = OfflineChain(settings)
+    key = _cache_key(chain, minutes_keywords, minutes_background, seed, hop_ms)
+    cached = _load(key)
+    if cached is not None:
+        if progress:
+            progress(f"tuning scores of these models from {CACHE_DIR / key}.json.gz")
+        return cached
     clean, noisy, bg = [], [], []
     for i in range(max(1, round(minutes_keywords))):
         # Keywords over a quiet room (the "clean speech" of the F1 target), then the same at 10 dB SNR.
-        audio = build_stream("tune", 60, 14, seed=seed + i)
-        clean.append(score_stream(chain, f"tune-kw-{i}", audio, hop_ms))
-        audio = build_stream("tune", 60, 14, seed=seed + 500 + i, snr_db=NOISY_SNR_DB)
-        noisy.append(score_stream(chain, f"tune-noisy-{i}", audio, hop_ms))
+        stream = build_stream("tune", 60, 14, seed=seed + i)
+        clean.append(score_stream(chain, f"tune-kw-{i}", stream, hop_ms))
+        stream = build_stream("tune", 60, 14, seed=seed + 500 + i, snr_db=NOISY_SNR_DB)
+        noisy.append(score_stream(chain, f"tune-noisy-{i}", stream, hop_ms))
     if progress:
         progress(f"scored {2 * len(clean)} min of tuning keyword speech")
     for i in range(max(1, round(minutes_background / 10))):
-        audio = build_stream("tune", 600, 0, seed=seed + 1000 + i)  # 10-minute background-only streams
-        bg.append(score_stream(chain, f"tune-bg-{i}", audio, hop_ms))
+        stream = build_stream("tune", 600, 0, seed=seed + 1000 + i)  # 10-minute background-only streams
+        bg.append(score_stream(chain, f"tune-bg-{i}", stream, hop_ms))
         if progress and i % 6 == 5:
             progress(f"scored {(i + 1) * 10} min of tuning background")
-    return TuningAudio(clean, noisy, bg)
+    audio = TuningAudio(clean, noisy, bg)
+    _save(key, audio)
+    return audio
+
+
+# Scores of the tuning audio by one set of models (keyed by their sha256): a rerun of --tune for
+# the same models skips the minutes of audio synthesis and inference. Local, never committed.
+CACHE_DIR = Path(".ontime") / "tune-cache"
+
+
+def _cache_key(chain: OfflineChain, *args: object) -> str:
+    models = [m.card.sha256 for m in (chain.features, chain.classifier, chain.post)]
+    what = [models, args, TUNE_VOICES, TUNE_PROSODY, NOISY_SNR_DB, 1]
+    return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:24]
+
+
+def _load(key: str) -> TuningAudio | None:
+    path = CACHE_DIR / f"{key}.json.gz"
+    if not path.exists():
+        return None
+    raw = json.loads(gzip.decompress(path.read_bytes()))
+
+    def scored(d: dict[str, Any]) -> Scored:
+        return Scored(
+            d["device"],
+            [Window(*w) for w in d["windows"]],
+            [Truth(*t) for t in d["truths"]],
+            d["background_ms"],
+            d["hop_ms"],
+        )
+
+    return TuningAudio(*([scored(d) for d in raw[part]] for part in ("clean", "noisy", "background")))
+
+
+def _save(key: str, audio: TuningAudio) -> None:
+    def plain(s: Scored) -> dict[str, Any]:
+        return {
+            "device": s.device,
+            "windows": [[w.id, w.captured_ms, w.scores] for w in s.windows],
+            "truths": [[t.device, t.keyword, t.start_ms, t.end_ms, t.source] for t in s.truths],
+            "background_ms": s.background_ms,
+            "hop_ms": s.hop_ms,
+        }
+
+    parts = {"clean": audio.clean, "noisy": audio.noisy, "background": audio.background}
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    (CACHE_DIR.parent / ".gitignore").write_text("*\n")
+    blob = json.dumps({k: [plain(s) for s in v] for k, v in parts.items()}).encode()
+    (CACHE_DIR / f"{key}.json.gz").write_bytes(gzip.compress(blob, 6))
 
 
 def grid(base: EventsSpec) -> list[EventsSpec]:
@@ -186,8 +254,8 @@ def tune(
     """The chosen settings and every grid point's score on the tuning streams."""
     audio = tuning_streams(settings, minutes_keywords, minutes_background, progress=progress)
     points = grid(settings.pipeline.events)
-    floor = min(GRID["threshold"])
-    span = max(GRID["smooth_windows"]) * max(HOPS) + WINDOW_MS
+    floor = min(THRESHOLDS)
+    span = max(SMOOTH) * max(HOPS) + WINDOW_MS
     by_hop = {
         hop: tuple(
             [hot_only(coarser(s, hop), floor, span) for s in streams]
