@@ -94,14 +94,20 @@ class Detector:
 
     def pooled(self, recent: list[list[Any]]) -> dict[str, tuple[float, float]]:
         """keyword → (pooled evidence, pooled probability) over `recent` windows."""
+        margin = self.spec.margin
+        tops = [_top_two(scores) for _, _, scores in recent]
         keywords = {k for _, _, scores in recent for k in scores if not k.startswith("_")}
         out: dict[str, tuple[float, float]] = {}
         for k in keywords:
             probs = [scores.get(k, 0.0) for _, _, scores in recent]
-            evidence = [
-                p - self.spec.margin * max((v for j, v in scores.items() if j != k), default=0.0)
-                for p, (_, _, scores) in zip(probs, recent, strict=True)
-            ]
+            if margin:
+                # The strongest other label: the top one, or the runner-up where k is the top.
+                evidence = [
+                    p - margin * (second if first == k else top)
+                    for p, (first, top, second) in zip(probs, tops, strict=True)
+                ]
+            else:
+                evidence = probs
             if self.spec.pool == "max":
                 out[k] = (max(evidence), max(probs))
             else:
@@ -158,6 +164,17 @@ class Detector:
         fired.append(event_id)
         del fired[: max(0, len(fired) - 16)]
         return Detection(event_id, device, keyword, start, end, round(prob, 6), [r[0] for r in support])
+
+
+def _top_two(scores: dict[str, float]) -> tuple[str, float, float]:
+    """(label, score) of the best label and the runner-up's score."""
+    first, top, second = "", 0.0, 0.0
+    for label, v in scores.items():
+        if v > top:
+            first, top, second = label, v, top
+        elif v > second:
+            second = v
+    return first, top, second
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:
