@@ -40,3 +40,12 @@ def test_aggregate_verb_and_stream_flags_are_registered() -> None:
     assert args.stream
     args = parser.parse_args(["bench", "events", "--background-hours", "0.5"])
     assert args.background_hours == 0.5
+
+
+def test_streaming_devices_send_at_the_hop_the_detector_is_tuned_for() -> None:
+    from workers.tools.stream import StreamFleet, StreamPlan
+
+    settings = load_settings("acoustic")
+    fleet = StreamFleet(settings, 1, StreamPlan(seconds=3, keywords=0))
+    assert fleet.hop_ms == settings.pipeline.events.hop_ms
+    assert StreamFleet(settings, 1, StreamPlan(seconds=3, keywords=0), 250).hop_ms == 250
