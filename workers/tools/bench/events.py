@@ -267,7 +267,8 @@ def render(
     e = settings.pipeline.events
     lines = [
         "",
-        f"EVENTS  held-out audio, detector smooth_windows={e.smooth_windows} threshold={e.threshold:g} "
+        f"EVENTS  held-out audio, detector hop_ms={e.hop_ms} smooth_windows={e.smooth_windows} pool={e.pool} "
+        f"margin={e.margin:g} peak={str(e.peak).lower()} threshold={e.threshold:g} "
         f"refractory_ms={e.refractory_ms} (tuned on tuning audio only)",
         f"  frames {frames}, accounted for {accounted}; repeated event records (same id) {repeats}",
         f"  {'condition':<24}{'utterances':>11}{'events':>8}{'hits':>6}{'wrong kw':>9}{'false':>7}"
