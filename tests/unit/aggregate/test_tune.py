@@ -24,7 +24,7 @@ def _stream(seed: int, n: int = 800, hop: int = 125) -> Scored:
 def test_hot_windows_only_give_the_same_events_for_every_kind_of_setting() -> None:
     streams = [_stream(1), _stream(2)]
     base = EventsSpec()
-    specs = [s for s in grid(base) if s.hop_ms == 125 and s.refractory_ms == 1000][::19]
+    specs = [s for s in grid(base) if s.hop_ms == 125][::11]
     assert len(specs) > 20
     fast = [hot_only(s, 0.3, 4 * 250 + 1000) for s in streams]
     assert sum(len(s.windows) for s in fast) < sum(len(s.windows) for s in streams)

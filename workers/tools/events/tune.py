@@ -51,7 +51,7 @@ GRID: dict[str, tuple[Any, ...]] = {
     "margin": (0.0, 0.5, 1.0),
     "peak": (False, True),
     "threshold": THRESHOLDS,
-    "refractory_ms": (1000, 1500),
+    "refractory_ms": (1500,),  # ≥ 1 s so one long word never fires twice; words come ~4 s apart
 }
 NOISY_SNR_DB = 10.0  # the `ontime bench events` noisy condition's level, so tuning sees both
 
