@@ -48,6 +48,8 @@ TUNE_VOICES: Final = tuple(
     for accent in ("en-us", "en", "en-gb-x-rp", "en-029")
     for variant in ("m8", "Gene", "Lee", "adam", "anika")
 )
+# Each tuning voice at three speaking rates (words/min) and pitches: real speakers differ in both.
+TUNE_PROSODY: Final = ((150, 50), (125, 38), (185, 64))
 BACKGROUND_RMS: Final = 10 ** (-45 / 20)  # quiet room; the "noisy" condition raises it by SNR
 KEYWORD_PEAK: Final = 0.5
 
@@ -90,10 +92,10 @@ def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.floa
     if source == "eval":
         return tuple((c.label, c.source, _trim(c.pcm.astype(np.float32) / 32767.0)) for c in keyword_clips())
     if source == "tune":
-        pairs = [(w, v) for w in KEYWORDS for v in TUNE_VOICES]
+        sets = [(w, v, r, p) for w in KEYWORDS for v in TUNE_VOICES for r, p in TUNE_PROSODY]
         with ThreadPoolExecutor(2) as pool:  # espeak-ng runs as a process: two at a time
-            spoken = list(pool.map(lambda wv: _espeak(*wv), pairs))
-        return tuple((w, f"espeak-ng:{v}", x) for (w, v), x in zip(pairs, spoken, strict=True))
+            spoken = list(pool.map(lambda s: _espeak(*s), sets))
+        return tuple((w, f"espeak-ng:{v}:s{r}p{p}", x) for (w, v, r, p), x in zip(sets, spoken, strict=True))
     raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
 
 
@@ -115,8 +117,8 @@ def _noise(source: str) -> tuple[tuple[str, npt.NDArray[np.float32]], ...]:
     return tuple(out)
 
 
-def _espeak(word: str, voice: str) -> npt.NDArray[np.float32]:
-    cmd = ["espeak-ng", "-v", voice, "-s", "150", "--stdout", word]
+def _espeak(word: str, voice: str, rate: int = 150, pitch: int = 50) -> npt.NDArray[np.float32]:
+    cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout", word]
     wav = subprocess.run(cmd, check=True, capture_output=True).stdout
     x, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     mono = x.mean(axis=1)

@@ -1,10 +1,14 @@
 """Per-device keyword detection over a device's overlapping windows: pure, no Kafka, no clock.
 
 A device's state is a JSON-able dict (it lives in a faust table backed by a changelog topic):
-the last windows' keyword scores, the ids of recent results, and until when the device is
-refractory. `Detector.observe` adds one result and says whether a keyword event fires:
-the mean of each keyword's score over the windows of the last `smooth_windows` hops reaches
-`threshold`, at least `min_windows` windows are present, and the device is not refractory.
+the last windows' label scores, the ids of recent results, and until when the device is
+refractory. `Detector.observe` adds one result and says whether a keyword event fires.
+Each window gives every keyword an evidence score: its probability minus `margin` × the
+strongest other label's (`_unknown_` and `_background_` included, so their mass counts against
+a keyword); the evidence is pooled (`mean` or `max`) over the windows of the last
+`smooth_windows` hops, and the best keyword fires when its pooled evidence reaches `threshold`,
+at least `min_windows` windows are present and the device is not refractory. With `peak` the
+event waits until the pooled track stops rising and rests on the peak's windows.
 The same code runs inside the faust agent and in the offline tuner, so tuned numbers hold.
 """
 
@@ -43,7 +47,14 @@ class Detection:
 
 
 def new_state() -> State:
-    return {"windows": [], "seen": [], "quiet_until_ms": None, "newest_ms": None, "fired": []}
+    return {
+        "windows": [],
+        "seen": [],
+        "quiet_until_ms": None,
+        "newest_ms": None,
+        "fired": [],
+        "pending": None,
+    }
 
 
 class Detector:
@@ -70,32 +81,76 @@ class Detector:
             self.stale += 1  # too late to matter; remembered as seen, not scored
             return None
         rows: list[list[Any]] = state["windows"]
-        rows.append([window.id, window.captured_ms, _keyword_scores(window.scores)])
+        rows.append([window.id, window.captured_ms, _rounded(window.scores)])
         rows.sort(key=lambda r: (r[1], r[0]))
         now = rows[-1][1]
         state["newest_ms"] = now
         del rows[: sum(1 for r in rows if r[1] <= now - self.horizon_ms)]
         return self._decide(state, device, now)
 
-    def smoothed(self, state: State, now: int) -> tuple[dict[str, float], list[list[Any]]]:
-        """Mean score per keyword over the windows of the last `smooth_windows` hops, and those windows."""
-        recent = [r for r in state["windows"] if now - self.span_ms < r[1] <= now]
-        totals: dict[str, float] = {}
-        for _, _, scores in recent:
-            for label, score in scores.items():
-                totals[label] = totals.get(label, 0.0) + score
-        return {k: v / max(1, len(recent)) for k, v in totals.items()}, recent
+    def recent(self, state: State, now: int) -> list[list[Any]]:
+        """The windows of the last `smooth_windows` hops up to `now`."""
+        return [r for r in state["windows"] if now - self.span_ms < r[1] <= now]
+
+    def pooled(self, recent: list[list[Any]]) -> dict[str, tuple[float, float]]:
+        """keyword → (pooled evidence, pooled probability) over `recent` windows."""
+        margin = self.spec.margin
+        tops = [_top_two(scores) for _, _, scores in recent]
+        keywords = {k for _, _, scores in recent for k in scores if not k.startswith("_")}
+        out: dict[str, tuple[float, float]] = {}
+        for k in keywords:
+            probs = [scores.get(k, 0.0) for _, _, scores in recent]
+            if margin:
+                # The strongest other label: the top one, or the runner-up where k is the top.
+                evidence = [
+                    p - margin * (second if first == k else top)
+                    for p, (first, top, second) in zip(probs, tops, strict=True)
+                ]
+            else:
+                evidence = probs
+            if self.spec.pool == "max":
+                out[k] = (max(evidence), max(probs))
+            else:
+                out[k] = (sum(evidence) / len(recent), sum(probs) / len(recent))
+        return out
+
+    def best(self, state: State, now: int) -> tuple[str, float, float, list[list[Any]]] | None:
+        """(keyword, evidence, probability, windows) of the strongest keyword at `now`, if any."""
+        recent = self.recent(state, now)
+        if len(recent) < self.spec.min_windows:
+            return None
+        pooled = self.pooled(recent)
+        if not pooled:
+            return None
+        keyword, (evidence, prob) = max(pooled.items(), key=lambda kv: (kv[1][0], kv[0]))
+        return keyword, evidence, prob, recent
 
     def _decide(self, state: State, device: str, now: int) -> Detection | None:
         quiet = state["quiet_until_ms"]
         if quiet is not None and now <= quiet:
             return None
-        means, recent = self.smoothed(state, now)
-        if len(recent) < self.spec.min_windows or not means:
+        best = self.best(state, now)
+        pending = state.get("pending")
+        if pending is not None:
+            keyword, evidence, at = pending
+            if best is not None and best[0] == keyword and best[1] > evidence and now - at <= self.span_ms:
+                state["pending"] = [keyword, best[1], now]  # still rising: wait for the peak
+                return None
+            state["pending"] = None
+            peak = self.best(state, at)
+            if peak is not None and peak[0] == keyword:
+                return self._fire(state, device, at, peak)
+        if best is None or best[1] < self.spec.threshold:
             return None
-        keyword, score = max(means.items(), key=lambda kv: (kv[1], kv[0]))
-        if score < self.spec.threshold:
+        if self.spec.peak:
+            state["pending"] = [best[0], best[1], now]
             return None
+        return self._fire(state, device, now, best)
+
+    def _fire(
+        self, state: State, device: str, now: int, best: tuple[str, float, float, list[list[Any]]]
+    ) -> Detection:
+        keyword, _, prob, recent = best
         support = [r for r in recent if r[2].get(keyword, 0.0) >= self.spec.threshold / 2] or recent
         # The keyword lies in every window that hears it well: their intersection bounds it.
         start = max(r[1] for r in support) - WINDOW_MS
@@ -108,9 +163,20 @@ class Detector:
         fired: list[str] = state["fired"]
         fired.append(event_id)
         del fired[: max(0, len(fired) - 16)]
-        return Detection(event_id, device, keyword, start, end, round(score, 6), [r[0] for r in support])
+        return Detection(event_id, device, keyword, start, end, round(prob, 6), [r[0] for r in support])
 
 
-def _keyword_scores(scores: dict[str, float]) -> dict[str, float]:
-    """Keywords only: `_unknown_` and `_background_` never fire an event."""
-    return {k: round(float(v), 6) for k, v in scores.items() if not k.startswith("_")}
+def _top_two(scores: dict[str, float]) -> tuple[str, float, float]:
+    """(label, score) of the best label and the runner-up's score."""
+    first, top, second = "", 0.0, 0.0
+    for label, v in scores.items():
+        if v > top:
+            first, top, second = label, v, top
+        elif v > second:
+            second = v
+    return first, top, second
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    """Every label of the result's top-k: `_unknown_`/`_background_` never fire, but count against."""
+    return {k: round(float(v), 6) for k, v in scores.items()}

@@ -127,6 +127,19 @@ class EventsSpec(BaseModel):
     threshold: float = Field(0.7, gt=0, le=1, description="smoothed keyword score that fires")
     refractory_ms: int = Field(1500, ge=0, description="no new event this long after one ends")
     hop_ms: int = Field(250, gt=0, description="expected spacing of a device's windows")
+    pool: Literal["mean", "max"] = Field(
+        "mean", description="how a keyword's per-window evidence is pooled over the smoothing span"
+    )
+    margin: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="weight of the strongest other label (incl. _unknown_/_background_) "
+        "subtracted from a keyword's score in each window",
+    )
+    peak: bool = Field(
+        False, description="fire at the peak of the pooled track (one hop later), not at the crossing"
+    )
     dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
 
 

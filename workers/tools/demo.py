@@ -64,7 +64,7 @@ class DemoOptions:
     window_s: float = 10.0
     live: bool | None = None  # None: redraw in place only when stdout is a terminal
     stream: bool = False  # streaming devices + `ontime aggregate`: keyword events (demo_events.py)
-    hop_ms: int = 250
+    hop_ms: int | None = None  # None: the pipeline's events.hop_ms (what the detector is tuned for)
     worker_flags: list[str] = field(default_factory=list)  # global CLI flags the workers get too
 
 
@@ -353,7 +353,7 @@ def _run_stream(
             settings,
             devices=options.devices,
             seconds=options.duration_s,
-            hop_ms=options.hop_ms,
+            hop_ms=options.hop_ms or settings.pipeline.events.hop_ms,
             seed=options.seed,
             tally=tally,
             view=view,
@@ -578,7 +578,10 @@ def register_cli(subparsers: Any) -> None:
         "--stream", action="store_true", help="streaming devices with keywords + `ontime aggregate`: events"
     )
     demo.add_argument(
-        "--hop-ms", type=int, default=250, help="with --stream: ms between frames (default 250)"
+        "--hop-ms",
+        type=int,
+        default=None,
+        help="with --stream: ms between frames (default: the pipeline's events.hop_ms)",
     )
     view = demo.add_mutually_exclusive_group()
     view.add_argument("--live", dest="live", action="store_true", default=None, help="redraw in place")
@@ -595,7 +598,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     options = DemoOptions(
         devices=args.devices,
-        rate=1000.0 / args.hop_ms if args.stream else args.rate,
+        rate=1000.0 / (args.hop_ms or settings.pipeline.events.hop_ms) if args.stream else args.rate,
         duration_s=args.duration,
         seed=args.seed,
         keep_broker=args.keep_broker,

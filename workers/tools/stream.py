@@ -89,7 +89,7 @@ class StreamFleet:
         settings: OntimeSettings,
         devices: int,
         plan: StreamPlan,
-        hop_ms: int = 250,
+        hop_ms: int | None = None,
         seed: int = 0,
         *,
         speed: float = 1.0,
@@ -98,9 +98,12 @@ class StreamFleet:
     ) -> None:
         from pipelines.acoustic.streams import build_stream
 
+        spec = settings.pipeline
+        hop_ms = (
+            spec.events.hop_ms if hop_ms is None else hop_ms
+        )  # the hop the aggregator's detector is tuned for
         if hop_ms <= 0 or speed <= 0:
             raise ValueError("hop_ms and speed must be > 0")
-        spec = settings.pipeline
         self.settings = settings
         prefix = spec.devices.key_prefix if spec.devices is not None else DEVICE_PREFIX
         self.devices = device_names or device_ids(devices, prefix)
@@ -218,7 +221,12 @@ def add_stream_args(sim: Any) -> None:
     """`--stream` and its knobs on `ontime devices simulate`."""
     group = sim.add_argument_group("streaming devices (continuous audio, overlapping frames)")
     group.add_argument("--stream", action="store_true", help="stream continuous audio with keywords in it")
-    group.add_argument("--hop-ms", type=int, default=250, help="ms between frame starts (default 250)")
+    group.add_argument(
+        "--hop-ms",
+        type=int,
+        default=None,
+        help="ms between frame starts (default: the pipeline's events.hop_ms)",
+    )
     group.add_argument("--keywords", type=int, default=6, help="keyword utterances per device (default 6)")
     group.add_argument("--words", type=int, default=0, help="non-keyword words per device (default 0)")
     group.add_argument(
@@ -240,7 +248,7 @@ def run_stream_cli(args: Any, settings: OntimeSettings) -> int:
     )
     print(
         f"streaming to {fleet.topic} on {settings.kafka.bootstrap_servers}: {args.devices} devices, "
-        f"{seconds:g} s of audio each, a 1 s frame every {args.hop_ms} ms, speed ×{args.speed:g}",
+        f"{seconds:g} s of audio each, a 1 s frame every {fleet.hop_ms} ms, speed ×{args.speed:g}",
         flush=True,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -90,3 +90,38 @@ def test_event_latency_is_from_the_end_of_the_keyword() -> None:
     d = _run(_windows([BG, SIX, SIX, BG]))[0]
     event = to_event("acoustic", d)
     assert event.latency_ms == event.emitted_ms - event.end_ms and event.frames == d.frames
+
+
+def test_margin_counts_unknown_and_background_mass_against_a_keyword() -> None:
+    doubtful = {"six": 0.75, "_unknown_": 0.24}
+    assert [d.keyword for d in _run(_windows([BG, doubtful, doubtful, BG]))] == ["six"]
+    strict = SPEC.model_copy(update={"margin": 1.0})
+    assert _run(_windows([BG, doubtful, doubtful, BG]), spec=strict) == []  # 0.75 - 0.24 < 0.7
+    sure = {"six": 0.9, "_unknown_": 0.05}
+    assert [d.keyword for d in _run(_windows([BG, sure, sure, BG]), spec=strict)] == ["six"]
+
+
+def test_max_pooling_hears_a_long_word_that_only_one_window_holds_whole() -> None:
+    partial = {"zero": 0.3, "_background_": 0.65}
+    whole = {"zero": 0.92, "_background_": 0.05}
+    ws = _windows([BG, partial, whole, partial, BG, BG])
+    assert _run(ws) == []  # the two-window mean never reaches 0.7
+    fired = _run(ws, spec=SPEC.model_copy(update={"pool": "max"}))
+    assert [(d.keyword, d.frames, d.score) for d in fired] == [("zero", ["w2"], 0.92)]
+
+
+def test_peak_picking_fires_one_window_later_on_the_peak_windows() -> None:
+    rising = [BG, {"six": 0.72}, {"six": 0.8}, {"six": 0.99}, {"six": 0.5}, BG, BG]
+    at_crossing = _run(_windows(rising))
+    at_peak = _run(_windows(rising), spec=SPEC.model_copy(update={"peak": True}))
+    assert len(at_crossing) == len(at_peak) == 1
+    assert at_crossing[0].frames == ["w1", "w2"] and at_peak[0].frames == ["w2", "w3"]
+    assert at_peak[0].score > at_crossing[0].score
+    # The pending peak is part of the JSON state: a restart between crossing and peak fires the same event.
+    spec = SPEC.model_copy(update={"peak": True})
+    detector, state = Detector(spec), new_state()
+    ws = _windows(rising)
+    for w in ws[:3]:
+        assert detector.observe(state, "mic-1", w) is None
+    restored = json.loads(json.dumps(state))
+    assert _run(ws[3:], restored, spec) == at_peak
