@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import json
 import os
 import shutil
@@ -278,7 +279,13 @@ class LocalBroker:
         )
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop our broker by its pid (SIGTERM, then SIGKILL); False if none was running."""
+        """Stop our broker by its pid (SIGTERM, then SIGKILL); False if none was running.
+
+        Garbage Kafka clients of this process are collected first, while the broker still
+        answers: librdkafka's destroy of a client left in a reference cycle, run later by the
+        garbage collector against a broker that is gone, was seen to block its thread forever.
+        """
+        gc.collect()
         with self._locked():
             state = self.state()
             stopped = False
