@@ -316,6 +316,50 @@ class Recorder(Telemetry):
             self.settled_count += len(outcomes)
 
 
+class PacedDevice:
+    """A device publishing real frames at a steady pace from a thread, through broker outages.
+
+    Idempotent with `message.timeout.ms=0`, so a frame produced while the broker is away is
+    delivered once it is back; `sent` holds every id handed to the producer, in order.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, prefix: str, every_s: float = 0.02) -> None:
+        self.topic, self.prefix, self.every_s = topic, prefix, every_s
+        self.frames = frames_from(eval_clips(), prefix=prefix)
+        self.sent: list[str] = []
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 0}
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish, name=f"device-{prefix}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, flush_timeout: float = 120.0) -> int:
+        """Stop sending; returns how many frames are still undelivered after the flush."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        return self.producer.flush(flush_timeout)
+
+    def _publish(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            f = self.frames[i % len(self.frames)]
+            frame_id = f"{self.prefix}-{i:05d}"
+            headers = [(h.ID, frame_id.encode()), (h.CONTENT_TYPE, PCM.encode())]
+            try:
+                self.producer.produce(self.topic, key=f.device.encode(), value=f.payload, headers=headers)
+            except BufferError:
+                self.producer.poll(0.1)
+                continue
+            self.sent.append(frame_id)
+            self.producer.poll(0)
+            i += 1
+            self._stop.wait(self.every_s)  # the device's pace, not a wait for a condition
+
+
 @dataclass
 class WorkerThread:
     """A StageWorker running in a thread of the test process."""

@@ -9,19 +9,16 @@ duplicates (the aborted transactions' records are invisible to it).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from tests.integration.pipeline_kit import (
-    PCM,
+    PacedDevice,
     WorkerThread,
-    eval_clips,
-    frames_from,
     pipeline_overrides,
     wait_for,
 )
@@ -44,46 +41,25 @@ def test_exactly_once_recovers_from_a_broker_restart_with_every_frame_answered_o
     settings = load_settings("acoustic", {**overrides, "worker": {"flush_timeout_s": 3}})
     topics = settings.pipeline.topics
     create_topics(settings)
-    frames = frames_from(eval_clips(), prefix="e")
-    sent: list[str] = []
-    stop_sending = threading.Event()
-    device = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 0})
-
-    def publish() -> None:
-        i = 0
-        while not stop_sending.is_set():
-            f = frames[i % len(frames)]
-            frame_id = f"e-{i:05d}"
-            headers = [(h.ID, frame_id.encode()), (h.CONTENT_TYPE, PCM.encode())]
-            try:
-                device.produce(topics.raw, key=f.device.encode(), value=f.payload, headers=headers)
-            except BufferError:
-                device.poll(0.1)
-                continue
-            sent.append(frame_id)
-            device.poll(0)
-            i += 1
-            time.sleep(0.02)
-
+    device = PacedDevice(bootstrap, topics.raw, prefix="e")
     worker = WorkerThread(settings, list(STAGES))
-    sender = threading.Thread(target=publish, daemon=True)
     try:
         wait_for(lambda: bool(worker.worker._owned), 120.0, "assigned")
-        sender.start()
+        device.start()
         wait_for(lambda: worker.worker.counts["emit"] >= 30, 120.0, "results before the fault")
         assert broker.kill()  # kill -9 with transactions open
+        # The outage itself lasts 8 s (a fault's length, not a wait for a condition).
         time.sleep(8.0)
         assert worker.thread.is_alive() and worker.error is None
         broker.start(port=state.port, controller_port=state.controller_port)
         before = worker.worker.counts["emit"]
         wait_for(lambda: worker.worker.counts["emit"] >= before + 60, 180.0, "results after the restart")
-        stop_sending.set()
-        sender.join(10)
-        assert device.flush(120) == 0
+        assert device.stop() == 0
+        sent = device.sent
         ids = _committed_ids(bootstrap, [topics.results, topics.late, topics.dlq], set(sent), 180.0)
         assert worker.thread.is_alive() and worker.error is None
     finally:
-        stop_sending.set()
+        device.stop(0)
         worker.stop()
         broker.stop()
     counts = Counter(ids)
