@@ -115,9 +115,7 @@ class ControlReader:
             self._thread.join(timeout=5.0)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            closer = threading.Thread(target=consumer.close, name="ontime-control-close", daemon=True)
-            closer.start()
-            closer.join(timeout=5.0)
+            close_briefly(consumer, "ontime-control-close")
 
     def _run(self) -> None:
         consumer = self._consumer
@@ -136,3 +134,11 @@ class ControlReader:
         if not self._errors_logged:
             self._errors_logged = True
             event(log, "control-read-error", logging.WARNING, topic=self.topic, error=err.str())
+
+
+def close_briefly(consumer: Consumer, name: str, timeout_s: float = 5.0) -> None:
+    """Close a control-topic reader on a daemon thread, waiting at most `timeout_s`: a close can
+    hang on a broker that refuses us or is gone, and such a reader holds nothing worth waiting for."""
+    closer = threading.Thread(target=consumer.close, name=name, daemon=True)
+    closer.start()
+    closer.join(timeout=timeout_s)

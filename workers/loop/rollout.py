@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from workers.config.settings import OntimeSettings
 from workers.kafka.clients import replica_id
+from workers.loop.control import close_briefly
 from workers.loop.plans import PLAN_PREFIX, Ack, Plan, ack_key
 from workers.messages.deadline import now_ms
 from workers.stages.canary import Canary
@@ -110,9 +111,7 @@ class RolloutFollower:
             self._thread.join(timeout=5.0)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            closer = threading.Thread(target=consumer.close, name="ontime-rollout-close", daemon=True)
-            closer.start()
-            closer.join(timeout=5.0)
+            close_briefly(consumer, "ontime-rollout-close")
 
     def _run(self) -> None:
         consumer = self._consumer
