@@ -453,3 +453,40 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         return self.proc.wait(timeout)
+
+
+def committed_ids(
+    bootstrap: str,
+    topics: list[str],
+    done: Callable[[list[str]], bool],
+    timeout: float,
+    quiet_s: float = 2.0,
+) -> list[str]:
+    """Ids of every committed record (read_committed, from the start) until `done(ids)` holds and
+    nothing more arrived for `quiet_s` (late duplicates would show by then), or the timeout.
+
+    A record without an id (a skipped range, say) counts as `?<topic>:<reason>`.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"eos-check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(topics)
+    ids: list[str] = []
+    deadline = time.monotonic() + timeout
+    quiet_until = time.monotonic() + quiet_s
+    try:
+        while time.monotonic() < deadline and (not done(ids) or time.monotonic() < quiet_until):
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error() is None:
+                    hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
+                    ids.append(hd.get(h.ID) or f"?{msg.topic()}:{hd.get(h.ERROR_REASON)}")
+                    quiet_until = time.monotonic() + quiet_s
+    finally:
+        consumer.close()
+    return ids

@@ -14,18 +14,16 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
 from tests.integration.pipeline_kit import (
     PacedDevice,
     WorkerThread,
+    committed_ids,
     pipeline_overrides,
     wait_for,
 )
 from workers.config.settings import load_settings
 from workers.kafka.topics import create_topics
 from workers.localkafka.broker import LocalBroker
-from workers.messages import headers as h
 
 STAGES = ("preprocess", "infer", "postprocess")
 
@@ -56,7 +54,14 @@ def test_exactly_once_recovers_from_a_broker_restart_with_every_frame_answered_o
         wait_for(lambda: worker.worker.counts["emit"] >= before + 60, 180.0, "results after the restart")
         assert device.stop() == 0
         sent = device.sent
-        ids = _committed_ids(bootstrap, [topics.results, topics.late, topics.dlq], set(sent), 180.0)
+        want = set(sent)
+        ids = committed_ids(
+            bootstrap,
+            [topics.results, topics.late, topics.dlq],
+            lambda ids: want <= set(ids),
+            180.0,
+            quiet_s=3.0,
+        )
         assert worker.thread.is_alive() and worker.error is None
     finally:
         device.stop(0)
@@ -66,31 +71,3 @@ def test_exactly_once_recovers_from_a_broker_restart_with_every_frame_answered_o
     assert not set(sent) - set(counts), sorted(set(sent) - set(counts))[:10]  # nothing missing
     assert set(counts) == set(sent), sorted(set(counts) - set(sent))[:10]  # nothing foreign
     assert max(counts.values()) == 1, [i for i, n in counts.items() if n > 1][:10]  # no duplicates
-
-
-def _committed_ids(bootstrap: str, topics: list[str], want: set[str], timeout: float) -> list[str]:
-    """Ids of every committed record (read_committed) until all of `want` are seen, then 3 s more."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"eos-check-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe(topics)
-    ids: list[str] = []
-    deadline = time.monotonic() + timeout
-    quiet_until = float("inf")
-    try:
-        while time.monotonic() < min(deadline, quiet_until):
-            for msg in consumer.consume(num_messages=500, timeout=0.5):
-                if msg.error() is None:
-                    hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
-                    ids.append(hd.get(h.ID) or f"?{msg.topic()}:{hd.get(h.ERROR_REASON)}")
-            if quiet_until == float("inf") and want <= set(ids):
-                quiet_until = time.monotonic() + 3.0  # late duplicates would show up by then
-    finally:
-        consumer.close()
-    return ids

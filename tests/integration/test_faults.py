@@ -10,14 +10,13 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from onnx import TensorProto, helper
 
 from schemas.card import ModelCard, sha256_of
@@ -27,6 +26,7 @@ from tests.integration.pipeline_kit import (
     Reader,
     WorkerProcess,
     WorkerThread,
+    committed_ids,
     eval_clips,
     frames_from,
     fresh_pipeline,
@@ -172,7 +172,9 @@ def test_exactly_once_survives_kill_9_with_no_duplicates_and_nothing_lost(
         first.proc.wait(30)
         second = WorkerProcess(settings, "preprocess", tmp_path / "second.log", flags)
         second.wait_started()
-        ids = _committed_ids(kafka_bootstrap, [topics.results, topics.late, topics.dlq], sent, 180.0)
+        ids = committed_ids(
+            kafka_bootstrap, [topics.results, topics.late, topics.dlq], lambda ids: len(ids) >= sent, 180.0
+        )
     finally:
         for proc in (rest, first):
             proc.stop()
@@ -185,31 +187,4 @@ def test_exactly_once_survives_kill_9_with_no_duplicates_and_nothing_lost(
 
 
 def _count(bootstrap: str, topic: str) -> int:
-    return len(_committed_ids(bootstrap, [topic], 0, 2.0))
-
-
-def _committed_ids(bootstrap: str, topics: list[str], expected: int, timeout: float) -> list[str]:
-    """Ids of every committed record (read_committed) until `expected` or the timeout."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"eos-check-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe(topics)
-    ids: list[str] = []
-    deadline = time.monotonic() + timeout
-    quiet_until = time.monotonic() + 2.0
-    try:
-        while time.monotonic() < deadline and (len(ids) < expected or time.monotonic() < quiet_until):
-            for msg in consumer.consume(num_messages=500, timeout=0.5):
-                if msg.error() is None:
-                    hd = h.as_dict(msg.headers())  # type: ignore[arg-type]
-                    ids.append(hd.get(h.ID) or f"?{msg.topic()}:{hd.get(h.ERROR_REASON)}")
-                    quiet_until = time.monotonic() + 2.0
-    finally:
-        consumer.close()
-    return ids
+    return len(committed_ids(bootstrap, [topic], lambda ids: True, 2.0))
