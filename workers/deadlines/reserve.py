@@ -37,6 +37,7 @@ STALE_MS = 6_000.0  # no report for this long: the replica is gone, and the prio
 MIN_FRAMES = 10  # fewer frames than this make no percentile worth planning with
 MARGIN = 1.2  # measured p99 × margin + floor: the tail of a sum is not the sum of tails
 MARGIN_FLOOR_MS = 2.0
+LATENCY_PREFIX = "latency/"  # key prefix of the reports on P.control
 _HOPS_TOTAL = 4  # Kafka produces of a frame: raw, features, scores, results
 
 
@@ -52,7 +53,7 @@ class LatencyReport:
     at_ms: float
 
     def key(self) -> bytes:
-        return f"latency/{self.stage}/{self.replica}".encode()
+        return f"{LATENCY_PREFIX}{self.stage}/{self.replica}".encode()
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -1,9 +1,11 @@
-"""The pipeline's control topic on the wire: latency reports out, every replica's reports in.
+"""The pipeline's control topic on the wire: latency reports out; reports and model plans in.
 
-`P.control` is compacted with one partition: the newest report per key survives, so a worker
-that starts reads the current state of every stage from the beginning in a few records. The
-reader is a group-less consumer on its own thread (it never commits and never joins the stages'
-groups); reports it cannot parse are skipped, since nothing on this topic may stop a worker.
+`P.control` is compacted with one partition: the newest record per key survives, so a worker
+that starts reads the current state of every stage from the beginning in a few records. Each
+worker reads it with one group-less consumer on its own thread (it never commits and never joins
+the stages' groups), routing records by key prefix: `latency/` to the latency board, `model/` to
+the rollout follower (workers/loop/rollout.py). Records it cannot parse are skipped, since
+nothing on this topic may stop a worker.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from workers.config.settings import OntimeSettings
 from workers.deadlines.reserve import LatencyBoard, LatencyReport, LatencyWindow
@@ -25,6 +36,7 @@ from workers.telemetry.logs import event
 log = logging.getLogger("ontime.control")
 
 PUBLISH_EVERY_S = 1.0
+CATCH_UP_S = 5.0  # at start: how long to read the control topic towards its end
 SEED_HOP_MS = 10.0  # queue + Kafka hop allowed for in a stage's first report, before it measured any
 
 
@@ -81,15 +93,43 @@ class LatencyPublisher:
             event(log, "control-publish-failed", logging.WARNING, topic=self.topic, error=error)
 
 
-class ControlReader:
-    """Follows `P.control` into a `LatencyBoard` on a daemon thread."""
+class Route(Protocol):
+    """What owns one kind of record on `P.control` (by key prefix)."""
 
-    def __init__(self, settings: OntimeSettings, board: LatencyBoard) -> None:
-        self.topic = settings.pipeline.topics.control
+    def take(self, key: bytes, value: bytes) -> None:
+        """One record; must not raise on garbage (nothing on this topic may stop a worker)."""
+
+    def caught_up(self) -> None:
+        """The topic has been read to its end once, at start: act on the state it holds."""
+
+
+class BoardFeed:
+    """Latency reports (`latency/<stage>/<replica>`) into the worker's `LatencyBoard`."""
+
+    def __init__(self, board: LatencyBoard) -> None:
         self.board = board
+        self.skipped = 0
+
+    def take(self, key: bytes, value: bytes) -> None:
+        try:
+            self.board.put(LatencyReport.decode(value))
+        except ValueError:
+            self.skipped += 1
+
+    def caught_up(self) -> None:
+        return None
+
+
+class ControlFollower:
+    """One group-less reader of `P.control` per worker, on a daemon thread, handing each record
+    to the route that owns its key prefix (latency reports, model plans)."""
+
+    def __init__(self, settings: OntimeSettings, routes: dict[str, Route]) -> None:
+        self.topic = settings.pipeline.topics.control
+        self.routes = [(prefix.encode(), route) for prefix, route in routes.items()]
         self._config = {
             **settings.kafka.as_librdkafka_dict(),
-            "group.id": f"ontime.{settings.pipeline.name}.control-reader",
+            "group.id": f"ontime.{settings.pipeline.name}.control-reader",  # assigns only, never commits
             "client.id": f"ontime-{settings.pipeline.name}-control",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -99,17 +139,31 @@ class ControlReader:
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ontime-control", daemon=True)
-        self.skipped = 0
         self._errors_logged = False
 
-    def start(self) -> None:
-        self._consumer = Consumer(self._config)
-        self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+    def start(self, catch_up_s: float = CATCH_UP_S) -> None:
+        """Read the topic to its end (at most `catch_up_s`), let every route act on that state,
+        then follow it on the thread: a replica that starts after a rollout serves its version."""
+        self._consumer = consumer = Consumer(self._config)
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=catch_up_s)
+        except KafkaException as exc:  # no control topic (yet): serve what the pipeline names
+            event(log, "control-topic-missing", logging.WARNING, topic=self.topic, error=str(exc))
+            high = 0
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + catch_up_s
+        position = 0
+        while position < high and time.monotonic() < deadline:
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                position = int(msg.offset() or 0) + 1
+                self._dispatch(msg)
+        for _, route in self.routes:
+            route.caught_up()
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop following; never blocks the worker's exit for long (a close can hang on a broker
-        that refuses us or is gone, and the reader holds nothing worth waiting for)."""
+        """Stop following; never blocks the worker's exit for long (see `close_briefly`)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
@@ -122,13 +176,17 @@ class ControlReader:
         assert consumer is not None
         while not self._stop.is_set():
             msg = consumer.poll(0.2)
-            value = None if msg is None or msg.error() is not None else msg.value()
-            if value is None:
-                continue
-            try:
-                self.board.put(LatencyReport.decode(value))
-            except ValueError:
-                self.skipped += 1
+            if msg is not None and msg.error() is None:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: Message) -> None:
+        key, value = msg.key(), msg.value()
+        if key is None or value is None:  # a tombstone or a keyless record: nothing to act on
+            return
+        for prefix, route in self.routes:
+            if key.startswith(prefix):
+                route.take(key, value)
+                return
 
     def _on_error(self, err: KafkaError) -> None:
         if not self._errors_logged:

@@ -1,7 +1,8 @@
 """Hot swap without restart: follow the stages' model plans on `P.control`, swap between batches.
 
 A plan (workers/loop/plans.py) names the version a stage serves and, for a canary, a candidate
-and its share of devices. This replica's follower thread reads every plan, loads each new
+and its share of devices. The worker's control follower (workers/loop/control.py) hands every
+plan to this replica's `RolloutFollower`, which, on that thread, loads each new
 version beside the serving one, verifies its checksum, its inputs and outputs against the
 serving version's, and warms it up (workers/stages/candidate.py). The worker loop calls
 `between_batches` at the top of each turn, when no batch is computing: a ready change is
@@ -9,23 +10,22 @@ swapped in there, all at once, so a batch is answered by one version from start 
 refused version changes nothing; the refusal is logged, counted, and acknowledged on the topic
 (`ack/<stage>/<replica>`), where `ontime models rollout` waits for it.
 
-At start the follower reads the topic to its end and prepares the newest plan of each of its
-stages before the first batch, so a replica that starts after a rollout serves the new version.
+At start the control follower reads the topic to its end, and the newest plan of each of this
+worker's stages is prepared before the first batch, so a replica that starts after a rollout
+serves the new version.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 from workers.config.settings import OntimeSettings
 from workers.kafka.clients import replica_id
-from workers.loop.control import close_briefly
 from workers.loop.plans import PLAN_PREFIX, Ack, Plan, ack_key
 from workers.messages.deadline import now_ms
 from workers.stages.canary import Canary
@@ -35,8 +35,6 @@ from workers.telemetry.hooks import NOOP, Telemetry
 from workers.telemetry.logs import event
 
 log = logging.getLogger("ontime.rollout")
-
-CATCH_UP_S = 5.0  # at start: how long to read the control topic towards its end
 
 
 @dataclass(slots=True)
@@ -52,7 +50,7 @@ class Change:
 
 
 class RolloutFollower:
-    """Reads model plans for `stages`, prepares them on its thread, applies them between batches."""
+    """Takes model plans for `stages`, prepares them on the control thread, applies them between batches."""
 
     def __init__(
         self, settings: OntimeSettings, stages: Sequence[Stage], telemetry: Telemetry = NOOP
@@ -64,69 +62,33 @@ class RolloutFollower:
         self.stages = {s.name: s for s in stages}
         self.serving = {s.name: s.spec.model for s in stages}  # the ref each stage serves
         self.candidate: dict[str, str | None] = dict.fromkeys(self.stages)
-        self._config = {
-            **settings.kafka.as_librdkafka_dict(),
-            "group.id": f"ontime.{settings.pipeline.name}.control-reader",  # assigns only, never commits
-            "client.id": f"ontime-{settings.pipeline.name}-rollout",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "fetch.wait.max.ms": 100,
-            "error_cb": _ignore,
-        }
-        self._consumer: Consumer | None = None
         self._seen: dict[str, str] = {}  # stage → newest rollout id prepared
         self._ready: dict[str, Change] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ontime-rollout", daemon=True)
+        self._catching_up = True
+        self._newest: dict[str, Plan] = {}
 
-    # -- the follower thread -------------------------------------------------------------
-    def start(self) -> None:
-        """Read the topic to its end and prepare each stage's newest plan, then follow it."""
-        self._consumer = Consumer(self._config)
-        try:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=CATCH_UP_S)
-        except KafkaException as exc:  # no control topic (yet): serve what the pipeline names
-            event(log, "rollout-no-control-topic", logging.WARNING, topic=self.topic, error=str(exc))
-            high = 0
-        self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-        newest: dict[str, Plan] = {}
-        deadline = time.monotonic() + CATCH_UP_S
-        position = 0
-        while position < high and time.monotonic() < deadline:
-            msg = self._consumer.poll(0.1)
-            if msg is None or msg.error() is not None:
-                continue
-            position = int(msg.offset() or 0) + 1
-            plan = self._plan_of(msg.key(), msg.value())
-            if plan is not None:
-                newest[plan.stage] = plan
+    # -- the control follower's thread (workers/loop/control.py routes `model/` records here) ---
+    def take(self, key: bytes, value: bytes) -> None:
+        """A plan record: while catching up at start keep the newest per stage, then prepare it."""
+        plan = self._plan_of(key, value)
+        if plan is None:
+            return
+        if self._catching_up:
+            self._newest[plan.stage] = plan
+        else:
+            self._prepare(plan)
+
+    def caught_up(self) -> None:
+        """Prepare each stage's newest plan before the first batch (the worker applies it)."""
+        self._catching_up = False
+        newest, self._newest = self._newest, {}
         for plan in newest.values():
             self._prepare(plan)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            close_briefly(consumer, "ontime-rollout-close")
-
-    def _run(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        while not self._stop.is_set():
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error() is not None:
-                continue
-            plan = self._plan_of(msg.key(), msg.value())
-            if plan is not None:
-                self._prepare(plan)
-
-    def _plan_of(self, key: bytes | None, value: bytes | None) -> Plan | None:
+    def _plan_of(self, key: bytes, value: bytes) -> Plan | None:
         """A plan for one of this worker's stages, or None (other records, other stages, garbage)."""
-        if key is None or value is None or not key.startswith(PLAN_PREFIX.encode()):
+        if not key.startswith(PLAN_PREFIX.encode()):
             return None
         try:
             plan = Plan.decode(value)
@@ -240,7 +202,3 @@ class RolloutFollower:
             producer.poll(0)
         except (BufferError, KafkaException) as exc:  # the swap stands; only the answer is lost
             event(log, "rollout-ack-failed", logging.WARNING, stage=plan.stage, error=str(exc))
-
-
-def _ignore(err: KafkaError) -> None:
-    """Client errors of the follower: the worker's own callbacks report the broker's state."""

@@ -40,16 +40,16 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from workers.config.settings import OntimeSettings
-from workers.config.spec import STAGE_ORDER
 from workers.deadlines.batcher import DeadlineBatcher, record_deadline
-from workers.deadlines.reserve import LatencyBoard
+from workers.deadlines.reserve import LATENCY_PREFIX, LatencyBoard
 from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
 from workers.kafka.refusals import KafkaRefused, refusal
 from workers.loop.breaker import DlqBreaker
-from workers.loop.control import ControlReader, LatencyPublisher
+from workers.loop.control import BoardFeed, ControlFollower, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
+from workers.loop.plans import PLAN_PREFIX
 from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
@@ -138,9 +138,10 @@ class StageWorker:
         for stage in self.stages:
             stage.use_board(self.board)
         self._publisher = LatencyPublisher(settings, [s.name for s in stages], self.board)
-        remote_after = STAGE_ORDER.index(stages[-1].name) < len(STAGE_ORDER) - 1
-        self._reader = ControlReader(settings, self.board) if remote_after else None
         self.rollout = RolloutFollower(settings, self.stages, telemetry)  # model versions, hot swap
+        self._control = ControlFollower(
+            settings, {LATENCY_PREFIX: BoardFeed(self.board), PLAN_PREFIX: self.rollout}
+        )
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
@@ -191,9 +192,7 @@ class StageWorker:
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
         """Serve until `stop()`; raises DeliveryFailed (after leaving the group) if Kafka refuses."""
-        if self._reader is not None:
-            self._reader.start()
-        self.rollout.start()
+        self._control.start()
         self.rollout.between_batches(self._control_producer)  # a version rolled out before we started
         if self.transactional:
             self._init_transactions()
@@ -956,9 +955,7 @@ class StageWorker:
                 with contextlib.suppress(KafkaException, SystemError):
                     producer.close()
             self._pool.shutdown(wait=not self._hurry.is_set(), cancel_futures=True)
-            if self._reader is not None:
-                self._reader.stop()
-            self.rollout.stop()
+            self._control.stop()
             event(log, "stopped", stage=self.name, undelivered=left, **self.counts)
             self.telemetry.stopped()
 

@@ -100,3 +100,17 @@ def test_a_canary_plan_sets_the_candidate_and_its_share(tmp_path: Path) -> None:
     rollout._prepare(Plan("infer", f"{V}@1.1.0", "r4", 2))  # abort
     rollout.between_batches(Sent())  # type: ignore[arg-type]
     assert stage.canary is None and stage.model.card.version == "1.1.0"
+
+
+def test_plans_read_while_catching_up_are_prepared_newest_first_only_once_caught_up(tmp_path: Path) -> None:
+    rollout, _ = follower(tmp_path)
+    old = Plan("infer", f"{V}@3.0.0", "r0", 1, previous=f"{V}@1.1.0")
+    new = Plan("infer", f"{V}@2.0.0", "r1", 1, previous=f"{V}@1.1.0")
+    rollout.take(b"model/infer", old.encode())
+    rollout.take(b"model/infer", new.encode())
+    rollout.take(b"model/vision", b"garbage")  # not a plan this worker can read: skipped
+    assert not rollout.pending()  # nothing prepared before the topic's end
+    rollout.caught_up()
+    assert rollout.pending()
+    rollout.between_batches(Sent())
+    assert rollout.serving["infer"] == f"{V}@2.0.0"  # the newest plan, the refused 3.0.0 never tried
