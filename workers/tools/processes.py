@@ -26,8 +26,13 @@ def spawn_worker(
 
 def spawn_ontime(pipeline: str, bootstrap: str, log: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
     """Start `ontime --pipeline P *args` in its own session, its output appended to `log`."""
-    env = {**os.environ, BOOTSTRAP_ENV: bootstrap, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "workers.cli", "--pipeline", pipeline, *args]
+    return spawn_logged(cmd, log, {BOOTSTRAP_ENV: bootstrap})
+
+
+def spawn_logged(cmd: Sequence[str], log: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `cmd` from the repository root in its own session, its output appended to `log`."""
+    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as sink:
         return subprocess.Popen(
             cmd,

@@ -14,7 +14,6 @@ the same deadline (capture time + budget).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Protocol
 from workers.config.settings import OntimeSettings
 from workers.config.spec import STAGE_ORDER
 from workers.tools.bench.harness import BenchError, Workers, wait_groups, write_pipeline
-from workers.tools.processes import REPO_ROOT
+from workers.tools.processes import spawn_logged
 
 FUSED = ",".join(STAGE_ORDER)
 
@@ -79,17 +78,7 @@ class PeerProcess:
             "--models-dir",
             str(self.settings.models_dir),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_logged(cmd, self.log, {})
         wait_groups(self.settings, [self.group], ready_timeout_s, self.check_alive)
 
     def check_alive(self) -> None:
