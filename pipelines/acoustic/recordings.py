@@ -8,6 +8,8 @@ Only numpy, soundfile and scipy are needed, so this module runs without the trai
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -77,6 +79,40 @@ SPEECH_TRAIN_DIRS: Final = {
 _SKIP_SUBDIRS: Final = frozenset({"digits", "silence"})
 _SKIP_NAMES: Final = ("beep", "tone", "vm-no.", "letters/o.", "letters/z")
 
+# More real speech, evaluation only: no training list, distillation pool or threshold ever reads
+# these directories (`tests/unit/pipelines/test_acoustic_recordings.py` checks the paths).
+# spokennumbers (PyPI, MIT): the digits 0-9 as one English speaker's microphone recordings (44.1 kHz
+# true stereo), the files named by the digit they say; the package's docs name neither the speaker
+# nor say "human", so its numbers are reported on their own, never folded into the asterisk set.
+SPOKENNUMBERS_PACKAGE: Final = "spokennumbers"
+# hedgewars-data (Debian, GFDL-1.3): a game's voice packs, one actor each, short exclamations named by
+# what they say ("Coward", "Takecover", "Youllregretthat"). Greetings and partings ("Hello",
+# "Byebye", "Solong": file names that do not say the exact words), "Nooo", lines holding a keyword
+# sound ("Thisoneismine", "Ohdear", "Uh-oh") and non-speech (pain, laughs, coughs, jumps) are left
+# out; the Robot pack is processed and left out too.
+HEDGEWARS_DIR: Final = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
+HEDGEWARS_PACKAGE: Final = "hedgewars-data"
+HEDGEWARS_ENGLISH: Final = (
+    "British",
+    "Classic",
+    "Default",
+    "HillBilly",
+    "Mobster",
+    "Pirate",
+    "Singer",
+    "Surfer",
+)
+HEDGEWARS_OTHER: Final = ("Default_es", "Default_pl", "Default_ru", "Default_uk", "Russian", "Russian_pl")
+_HEDGEWARS_SKIP: Final = (
+    "hello", "byebye", "solong", "nooo", "thisoneismine", "ohdear", "uh-oh",
+    "ow", "ooff", "laugh", "poison", "firepunch", "jump", "hmm",
+)  # fmt: skip
+# ktuberling-data (Debian, GPL-2+): a children's game's object names ("nose", "umbrella",
+# "pizzeria_mushroom" = "mushroom"), one speaker per language; none is a keyword. Serbian scripts
+# share recordings, so files are deduplicated by content.
+KTUBERLING_DIR: Final = Path("/usr/share/ktuberling/sounds")
+KTUBERLING_PACKAGE: Final = "ktuberling-data"
+
 SPLITS: Final = (
     "eval",
     "keywords",
@@ -85,6 +121,9 @@ SPLITS: Final = (
     "speech_eval",
     "speech_train",
     "speech_calib",
+    "keywords_more",
+    "words_en_eval",
+    "words_other_eval",
 )
 
 
@@ -237,6 +276,64 @@ def speech_windows(files: list[Path], hop: int = CLIP_SAMPLES // 2) -> list[Clip
     return clips
 
 
+def spokennumbers_dir() -> Path:
+    """The digit recordings inside the installed spokennumbers package (found, never imported)."""
+    spec = importlib.util.find_spec(SPOKENNUMBERS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RecordingsMissing(
+            f"install the PyPI package {SPOKENNUMBERS_PACKAGE!r} "
+            "(the 'audio' extra: pip install -e '.[audio]')"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations))) / "default"
+    _require(directory, SPOKENNUMBERS_PACKAGE)
+    return directory
+
+
+def more_keyword_files() -> list[tuple[str, Path]]:
+    """(keyword, file) for every keyword recording outside asterisk/klettres: spokennumbers' digits."""
+    directory = spokennumbers_dir()
+    pairs = [(word, directory / f"{i}.wav") for i, word in enumerate(DIGITS)]
+    missing = [str(p) for _, p in pairs if not p.is_file()]
+    if missing:
+        raise RecordingsMissing(f"{missing} not found: reinstall the PyPI package {SPOKENNUMBERS_PACKAGE!r}")
+    return pairs
+
+
+def _hedgewars_files(packs: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for pack in packs:
+        _require(HEDGEWARS_DIR / pack, HEDGEWARS_PACKAGE)
+        for path in sorted((HEDGEWARS_DIR / pack).glob("*.ogg")):
+            if not path.stem.lower().startswith(_HEDGEWARS_SKIP):
+                files.append(path)
+    return files
+
+
+def _ktuberling_files(english: bool) -> list[Path]:
+    _require(KTUBERLING_DIR, KTUBERLING_PACKAGE)
+    seen: set[str] = set()
+    files: list[Path] = []
+    for lang in sorted(p for p in KTUBERLING_DIR.iterdir() if p.is_dir()):
+        if (lang.name == "en") != english:
+            continue
+        for path in sorted(p for p in lang.iterdir() if p.suffix in (".ogg", ".wav", ".opus")):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                files.append(path)
+    return files
+
+
+def more_speech_files(split: str) -> list[Path]:
+    """Real non-keyword words by speakers nothing trains on: "en" (ktuberling's English speaker +
+    the English hedgewars packs) or "other" (ktuberling's other languages + the other packs)."""
+    if split == "en":
+        return _ktuberling_files(english=True) + _hedgewars_files(HEDGEWARS_ENGLISH)
+    if split == "other":
+        return _ktuberling_files(english=False) + _hedgewars_files(HEDGEWARS_OTHER)
+    raise ValueError(f"more speech split must be 'en' or 'other', not {split!r}")
+
+
 def keyword_clips() -> list[Clip]:
     """Every human recording of a keyword: the asterisk speaker, plus klettres speakers for "no"."""
     _require(ALLISON_DIR, ALLISON_PACKAGE)
@@ -257,6 +354,9 @@ def real_clips(split: str = "eval") -> list[Clip]:
     "speech_eval" = one centred second of each French prompt by a speaker nothing trains or
     calibrates on (real non-keyword speech); "speech_train" / "speech_calib" = windows of the
     Italian and Russian prompts, for training and for calibrating the rejection threshold.
+    Evaluation only, from packages nothing trains on: "keywords_more" = spokennumbers' digits;
+    "words_en_eval" / "words_other_eval" = one centred second of each ktuberling and hedgewars
+    word or exclamation, English / other languages, all `_unknown_`.
     """
     if split == "keywords":
         return keyword_clips()
@@ -269,6 +369,11 @@ def real_clips(split: str = "eval") -> list[Clip]:
         return _background_clips(noise_files("train"))
     if split == "speech_eval":
         return [c for c in speech_windows(speech_files("eval"), hop=0) if c.source.endswith("#0")]
+    if split == "keywords_more":
+        return [_speech_clip(label, path) for label, path in more_keyword_files()]
+    if split in ("words_en_eval", "words_other_eval"):
+        files = more_speech_files(split.split("_")[1])
+        return [c for c in speech_windows(files, hop=0) if c.source.endswith("#0")]
     if split in ("speech_train", "speech_calib"):
         return speech_windows(speech_files(split.removeprefix("speech_")))
     raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
