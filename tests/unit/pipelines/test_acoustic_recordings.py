@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,80 @@ def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_unknown_speech_split_fails_clearly() -> None:
     with pytest.raises(ValueError, match="speech split"):
         recordings.speech_files("test")
+
+
+# The evaluation-only sources: never read by training, distillation or threshold calibration, which
+# read only these directories (realdata.py: klettres + Allison; speech_train/calib: asterisk).
+TRAINED_ON = (recordings.KLETTRES_DIR, recordings.ASTERISK_SOUNDS, recordings.SONIC_PI_DIR)
+
+
+def _more_files() -> list[Path]:
+    keywords = [path for _, path in recordings.more_keyword_files()]
+    return keywords + recordings.more_speech_files("en") + recordings.more_speech_files("other")
+
+
+def test_more_real_speech_is_outside_everything_the_toolchain_trains_or_calibrates_on() -> None:
+    files = _more_files()
+    assert len(files) >= 2_000
+    for path in files:
+        assert not any(path.is_relative_to(d) for d in TRAINED_ON), path
+    tuned = (
+        recordings.unknown_files("train")
+        + recordings.speech_files("train")
+        + recordings.speech_files("calib")
+    )
+    assert not set(files) & set(tuned)
+
+
+def test_more_keywords_are_the_ten_digits_each_one_second_with_sound() -> None:
+    clips = recordings.real_clips("keywords_more")
+    assert [c.label for c in clips] == list(recordings.DIGITS)
+    for clip in clips:
+        assert Path(clip.source).stem == str(recordings.DIGITS.index(clip.label))  # named by its digit
+        assert clip.pcm.dtype == np.int16 and clip.pcm.shape == (16_000,)
+        assert np.abs(clip.pcm).max() > 1000, clip.source
+
+
+def test_more_speech_has_many_voices_and_leaves_out_keyword_like_lines() -> None:
+    english = recordings.more_speech_files("en")
+    other = recordings.more_speech_files("other")
+    assert len(english) >= 350 and len(other) >= 1_800
+    assert not set(english) & set(other)
+    # One voice per ktuberling language and per hedgewars pack.
+    assert len({p.parent.name for p in english}) == 1 + len(recordings.HEDGEWARS_ENGLISH)
+    assert len({p.parent.name for p in other}) >= 25
+    for path in english + other:
+        stem = path.stem.lower()
+        assert not stem.startswith(("hello", "byebye", "solong", "nooo", "thisone", "ohdear", "uh-oh")), path
+        assert "Robot" not in path.parts, path
+        assert stem not in set(recordings.DIGITS) | set(recordings.COMMANDS), path
+
+
+def test_more_speech_clips_are_unknown_one_per_file() -> None:
+    clips = recordings.real_clips("words_en_eval")
+    assert len(clips) == len(_files(clips)) >= 350  # independent clips, none silent
+    assert {c.label for c in clips} == {recordings.UNKNOWN}
+    assert all(c.pcm.shape == (16_000,) and c.pcm.dtype == np.int16 for c in clips)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "package", "call"),
+    [
+        ("HEDGEWARS_DIR", "hedgewars-data", lambda: recordings.more_speech_files("en")),
+        ("KTUBERLING_DIR", "ktuberling-data", lambda: recordings.more_speech_files("other")),
+    ],
+)
+def test_a_missing_debian_source_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, attribute: str, package: str, call: Callable[[], object]
+) -> None:
+    monkeypatch.setattr(recordings, attribute, tmp_path / "absent")
+    with pytest.raises(recordings.RecordingsMissing, match=package):
+        call()
+
+
+def test_a_missing_pypi_source_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recordings, "SPOKENNUMBERS_PACKAGE", "spokennumbers_not_installed")
+    with pytest.raises(recordings.RecordingsMissing, match="spokennumbers_not_installed"):
+        recordings.real_clips("keywords_more")
+    with pytest.raises(ValueError, match="more speech split"):
+        recordings.more_speech_files("fr")

@@ -1,0 +1,132 @@
+"""The served chain on the extra real-speech sets, with Wilson intervals and n.
+
+`python -m models.toolchain.acoustic.more_real [variant ...]` runs features -> classifier ->
+postprocess (the committed graphs, onnxruntime only, no torch) on every real set that exists,
+including the evaluation-only sources nothing trains on (`keywords_more`, `words_en_eval`,
+`words_other_eval` in `pipelines/acoustic/recordings.py`), and prints one markdown table: keyword
+accuracy (answered with its own keyword), false rejects, and false accepts (a non-keyword clip
+answered with any keyword) at the rejection threshold the postprocess graph carries.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from models import MODELS_DIR
+from models.toolchain.stats import wilson_interval
+from pipelines.acoustic.recordings import COMMANDS, DIGITS, LABELS, Clip, real_clips
+from schemas.card import Interval
+
+ACOUSTIC = MODELS_DIR / "acoustic"
+N_KEYWORDS = len(DIGITS) + len(COMMANDS)
+
+# Set name -> (split of `real_clips`, what it is). Keyword sets are scored by accuracy, speech sets
+# (all `_unknown_`) by false accepts.
+KEYWORD_SETS = {
+    "asterisk+klettres keywords": ("keywords", "Allison 15 words + 2 klettres 'no'"),
+    "spokennumbers digits": ("keywords_more", "one English speaker, digits 0-9"),
+}
+SPEECH_SETS = {
+    "French prompts": ("speech_eval", "asterisk fr_CA June, 1 speaker"),
+    "Allison held-out words": ("eval", "asterisk letters/phonetic/teens/days, held-out third"),
+    "English words (ktuberling + hedgewars)": ("words_en_eval", "9 speakers"),
+    "other-language words (ktuberling + hedgewars)": ("words_other_eval", "~30 speakers"),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    what: str
+    kind: str  # "keyword accuracy" or "false accepts"
+    result: Interval
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def served_labels(variant: str, clips: list[Clip], batch: int = 128) -> npt.NDArray[np.int64]:
+    """Top-1 label index of the served chain (rejection included) for each clip."""
+    features = _session(ACOUSTIC / "features" / "model.onnx")
+    classifier = _session(ACOUSTIC / variant / "model.onnx")
+    post = _session(ACOUSTIC / "postprocess" / "model.onnx")
+    out: list[npt.NDArray[np.int64]] = []
+    for lo in range(0, len(clips), batch):
+        pcm = np.stack([c.pcm.astype(np.float32) / 32768.0 for c in clips[lo : lo + batch]])
+        (feats,) = features.run(["features"], {"pcm": pcm})
+        (logits,) = classifier.run(["logits"], {"features": feats})
+        _, top_index, _ = post.run(None, {"logits": logits})
+        out.append(np.asarray(top_index[:, 0], dtype=np.int64))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def measure_clips(variant: str, clips: list[Clip]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(true label index, served label index) per clip."""
+    labels = np.array([LABELS.index(c.label) for c in clips], dtype=np.int64)
+    return labels, served_labels(variant, clips)
+
+
+def measure(variant: str = "student-int8") -> list[Row]:
+    rows: list[Row] = []
+    for name, (split, what) in KEYWORD_SETS.items():
+        clips = real_clips(split)
+        labels = np.array([LABELS.index(c.label) for c in clips])
+        got = served_labels(variant, clips)
+        rows.append(
+            Row(name, what, "keyword accuracy", wilson_interval(int((got == labels).sum()), len(clips)))
+        )
+    for name, (split, what) in SPEECH_SETS.items():
+        clips = [c for c in real_clips(split) if LABELS.index(c.label) >= N_KEYWORDS]
+        if split == "eval":  # the held-out English words, not the background noise
+            clips = [c for c in clips if c.label == "_unknown_"]
+        got = served_labels(variant, clips)
+        rows.append(
+            Row(name, what, "false accepts", wilson_interval(int((got < N_KEYWORDS).sum()), len(clips)))
+        )
+    return rows
+
+
+def pooled(rows: list[Row], kind: str) -> Interval:
+    """One interval over every set of a kind (clips are independent files)."""
+    hits = sum(round(r.result.value * r.result.n) for r in rows if r.kind == kind)
+    n = sum(r.result.n for r in rows if r.kind == kind)
+    return wilson_interval(hits, n)
+
+
+def table(variant: str, rows: list[Row]) -> str:
+    lines = [
+        f"{variant}: served chain (features -> {variant} -> postprocess), 95 % Wilson intervals",
+        "",
+        "| set | what | measure | value [95 % CI] | n |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        i = r.result
+        lines.append(
+            f"| {r.name} | {r.what} | {r.kind} | {i.value:.3f} [{i.low:.3f}, {i.high:.3f}] | {i.n} |"
+        )
+    for kind in ("keyword accuracy", "false accepts"):
+        i = pooled(rows, kind)
+        lines.append(f"| **all** | pooled | {kind} | {i.value:.3f} [{i.low:.3f}, {i.high:.3f}] | {i.n} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    variants = (argv if argv is not None else sys.argv[1:]) or ["student-int8"]
+    for variant in variants:
+        print(table(variant, measure(variant)))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
