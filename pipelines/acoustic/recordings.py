@@ -112,6 +112,17 @@ _HEDGEWARS_SKIP: Final = (
 # share recordings, so files are deduplicated by content.
 KTUBERLING_DIR: Final = Path("/usr/share/ktuberling/sounds")
 KTUBERLING_PACKAGE: Final = "ktuberling-data"
+# tuxpaint-stamps-default (Debian, GPL-2+): the number stamps say their digit (`symbols/math/<d>.ogg`,
+# the English default, 11 kHz, speaker not named; `<d>_en_GB.ogg`, "British English descriptive
+# sounds for numbers and letters, John Arundel" in the package changelog), the letter stamps say
+# their letter (en_GB, same speaker; "O" and "Z" left out as for Allison), and English stamp
+# descriptions (`<stamp>_desc.ogg`) say the first line of `<stamp>.txt` ("A wombat."); a description
+# holding a keyword or a sound-alike ("Two wild boars.") is left out.
+TUXPAINT_DIR: Final = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_PACKAGE: Final = "tuxpaint-stamps-default"
+_SOUND_ALIKES: Final = frozenset(
+    {"oh", "o", "to", "too", "for", "fore", "won", "ate", "know", "nine", "nein"}
+)
 
 SPLITS: Final = (
     "eval",
@@ -290,13 +301,43 @@ def spokennumbers_dir() -> Path:
 
 
 def more_keyword_files() -> list[tuple[str, Path]]:
-    """(keyword, file) for every keyword recording outside asterisk/klettres: spokennumbers' digits."""
+    """(keyword, file) for every keyword recording outside asterisk/klettres: the digits of
+    spokennumbers and of tuxpaint's number stamps (default English and en_GB)."""
     directory = spokennumbers_dir()
+    _require(TUXPAINT_DIR / "symbols" / "math", TUXPAINT_PACKAGE)
+    math = TUXPAINT_DIR / "symbols" / "math"
     pairs = [(word, directory / f"{i}.wav") for i, word in enumerate(DIGITS)]
+    pairs += [(word, math / f"{i}.ogg") for i, word in enumerate(DIGITS)]
+    pairs += [(word, math / f"{i}_en_GB.ogg") for i, word in enumerate(DIGITS)]
     missing = [str(p) for _, p in pairs if not p.is_file()]
     if missing:
-        raise RecordingsMissing(f"{missing} not found: reinstall the PyPI package {SPOKENNUMBERS_PACKAGE!r}")
+        raise RecordingsMissing(
+            f"{missing} not found: reinstall {SPOKENNUMBERS_PACKAGE!r} (PyPI) "
+            f"or {TUXPAINT_PACKAGE!r} (Debian)"
+        )
     return pairs
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,!?;:'\"()").lower() for w in text.split()}
+
+
+def _tuxpaint_english_files() -> list[Path]:
+    """tuxpaint's en_GB letters (one recording each) and English stamp descriptions."""
+    _require(TUXPAINT_DIR / "symbols" / "alphabets" / "english", TUXPAINT_PACKAGE)
+    keywords = set(DIGITS) | set(COMMANDS) | _SOUND_ALIKES
+    letters: dict[str, Path] = {}
+    for path in sorted((TUXPAINT_DIR / "symbols" / "alphabets" / "english").rglob("*_en_GB.ogg")):
+        letter = path.name.split("_")[0].upper()
+        if letter not in ("O", "Z"):
+            letters.setdefault(letter, path)
+    descriptions = []
+    for path in sorted(TUXPAINT_DIR.rglob("*_desc.ogg")):
+        text = path.with_name(path.name.removesuffix("_desc.ogg") + ".txt")
+        first = text.read_text(encoding="utf-8").splitlines()[0] if text.is_file() else ""
+        if first.strip() and not _words(first) & keywords:
+            descriptions.append(path)
+    return [letters[k] for k in sorted(letters)] + descriptions
 
 
 def _hedgewars_files(packs: tuple[str, ...]) -> list[Path]:
@@ -325,10 +366,13 @@ def _ktuberling_files(english: bool) -> list[Path]:
 
 
 def more_speech_files(split: str) -> list[Path]:
-    """Real non-keyword words by speakers nothing trains on: "en" (ktuberling's English speaker +
-    the English hedgewars packs) or "other" (ktuberling's other languages + the other packs)."""
+    """Real non-keyword words by speakers nothing trains on: "en" (ktuberling's English speaker, the
+    English hedgewars packs, tuxpaint's letters and descriptions) or "other" (ktuberling's other
+    languages + the other hedgewars packs)."""
     if split == "en":
-        return _ktuberling_files(english=True) + _hedgewars_files(HEDGEWARS_ENGLISH)
+        return (
+            _ktuberling_files(english=True) + _hedgewars_files(HEDGEWARS_ENGLISH) + _tuxpaint_english_files()
+        )
     if split == "other":
         return _ktuberling_files(english=False) + _hedgewars_files(HEDGEWARS_OTHER)
     raise ValueError(f"more speech split must be 'en' or 'other', not {split!r}")

@@ -10,6 +10,7 @@ answered with any keyword) at the rejection threshold the postprocess graph carr
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +21,27 @@ import onnxruntime as ort
 
 from models import MODELS_DIR
 from models.toolchain.stats import wilson_interval
-from pipelines.acoustic.recordings import COMMANDS, DIGITS, LABELS, Clip, real_clips
+from pipelines.acoustic.recordings import COMMANDS, DIGITS, LABELS, UNKNOWN, Clip, real_clips
 from schemas.card import Interval
 
 ACOUSTIC = MODELS_DIR / "acoustic"
 N_KEYWORDS = len(DIGITS) + len(COMMANDS)
 
-# Set name -> (split of `real_clips`, what it is). Keyword sets are scored by accuracy, speech sets
-# (all `_unknown_`) by false accepts.
+# Set name -> (split of `real_clips`, a substring every clip's source holds, what it is). Keyword
+# sets are scored by accuracy, speech sets (all `_unknown_`) by false accepts.
 KEYWORD_SETS = {
-    "asterisk+klettres keywords": ("keywords", "Allison 15 words + 2 klettres 'no'"),
-    "spokennumbers digits": ("keywords_more", "one English speaker, digits 0-9"),
+    "asterisk + klettres keywords": ("keywords", "/", "Allison: 15 words; klettres: 'no' x2"),
+    "spokennumbers digits": ("keywords_more", "spokennumbers", "1 speaker, PyPI"),
+    "tuxpaint digits (default English)": ("keywords_more", "math/", "1 speaker, not named"),
+    "tuxpaint digits (en_GB)": ("keywords_more", "_en_GB", "John Arundel"),
 }
 SPEECH_SETS = {
-    "French prompts": ("speech_eval", "asterisk fr_CA June, 1 speaker"),
-    "Allison held-out words": ("eval", "asterisk letters/phonetic/teens/days, held-out third"),
-    "English words (ktuberling + hedgewars)": ("words_en_eval", "9 speakers"),
-    "other-language words (ktuberling + hedgewars)": ("words_other_eval", "~30 speakers"),
+    "French prompts": ("speech_eval", "/", "asterisk fr_CA June"),
+    "Allison held-out words": ("eval", "/", "letters/phonetic/teens/days, held-out third"),
+    "ktuberling English words": ("words_en_eval", "ktuberling", "1 speaker"),
+    "hedgewars English lines": ("words_en_eval", "hedgewars", "8 voice packs"),
+    "tuxpaint letters + descriptions": ("words_en_eval", "tuxpaint", "en_GB letters + stamp descriptions"),
+    "other-language words": ("words_other_eval", "/", "ktuberling 22 languages + 6 hedgewars packs"),
 }
 
 
@@ -75,23 +80,29 @@ def measure_clips(variant: str, clips: list[Clip]) -> tuple[npt.NDArray[np.int64
     return labels, served_labels(variant, clips)
 
 
+@functools.cache
+def _clips(split: str) -> tuple[Clip, ...]:
+    return tuple(real_clips(split))
+
+
+def _subset(split: str, holds: str) -> list[Clip]:
+    clips = [c for c in _clips(split) if holds in c.source]
+    if split == "keywords_more" and holds == "math/":
+        clips = [c for c in clips if "_en_GB" not in c.source]
+    return clips
+
+
 def measure(variant: str = "student-int8") -> list[Row]:
     rows: list[Row] = []
-    for name, (split, what) in KEYWORD_SETS.items():
-        clips = real_clips(split)
-        labels = np.array([LABELS.index(c.label) for c in clips])
-        got = served_labels(variant, clips)
-        rows.append(
-            Row(name, what, "keyword accuracy", wilson_interval(int((got == labels).sum()), len(clips)))
-        )
-    for name, (split, what) in SPEECH_SETS.items():
-        clips = [c for c in real_clips(split) if LABELS.index(c.label) >= N_KEYWORDS]
-        if split == "eval":  # the held-out English words, not the background noise
-            clips = [c for c in clips if c.label == "_unknown_"]
-        got = served_labels(variant, clips)
-        rows.append(
-            Row(name, what, "false accepts", wilson_interval(int((got < N_KEYWORDS).sum()), len(clips)))
-        )
+    for name, (split, holds, what) in KEYWORD_SETS.items():
+        labels, got = measure_clips(variant, _subset(split, holds))
+        hits = int((got == labels).sum())
+        rows.append(Row(name, what, "keyword accuracy", wilson_interval(hits, len(labels))))
+    for name, (split, holds, what) in SPEECH_SETS.items():
+        clips = [c for c in _subset(split, holds) if c.label == UNKNOWN]  # "eval": not the background
+        labels, got = measure_clips(variant, clips)
+        accepts = int((got < N_KEYWORDS).sum())
+        rows.append(Row(name, what, "false accepts", wilson_interval(accepts, len(labels))))
     return rows
 
 

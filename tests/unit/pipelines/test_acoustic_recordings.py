@@ -76,11 +76,13 @@ def test_more_real_speech_is_outside_everything_the_toolchain_trains_or_calibrat
     assert not set(files) & set(tuned)
 
 
-def test_more_keywords_are_the_ten_digits_each_one_second_with_sound() -> None:
+def test_more_keywords_are_three_voices_saying_the_ten_digits_each_one_second_with_sound() -> None:
     clips = recordings.real_clips("keywords_more")
-    assert [c.label for c in clips] == list(recordings.DIGITS)
+    assert [c.label for c in clips] == list(recordings.DIGITS) * 3
+    assert len({Path(c.source).parent for c in clips}) == 2  # spokennumbers, tuxpaint (2 voices)
     for clip in clips:
-        assert Path(clip.source).stem == str(recordings.DIGITS.index(clip.label))  # named by its digit
+        digit = Path(clip.source).stem.split("_")[0]
+        assert digit == str(recordings.DIGITS.index(clip.label))  # each file is named by its digit
         assert clip.pcm.dtype == np.int16 and clip.pcm.shape == (16_000,)
         assert np.abs(clip.pcm).max() > 1000, clip.source
 
@@ -91,13 +93,26 @@ def test_more_speech_has_many_voices_and_leaves_out_keyword_like_lines() -> None
     assert len(english) >= 350 and len(other) >= 1_800
     assert not set(english) & set(other)
     # One voice per ktuberling language and per hedgewars pack.
-    assert len({p.parent.name for p in english}) == 1 + len(recordings.HEDGEWARS_ENGLISH)
+    assert {p.parent.name for p in english} >= {"en", *recordings.HEDGEWARS_ENGLISH}
     assert len({p.parent.name for p in other}) >= 25
     for path in english + other:
         stem = path.stem.lower()
         assert not stem.startswith(("hello", "byebye", "solong", "nooo", "thisone", "ohdear", "uh-oh")), path
         assert "Robot" not in path.parts, path
         assert stem not in set(recordings.DIGITS) | set(recordings.COMMANDS), path
+        assert not stem.startswith(("o_", "z_")), path  # letters that sound like a keyword
+
+
+def test_tuxpaint_descriptions_that_say_a_keyword_are_left_out() -> None:
+    descriptions = [p for p in recordings.more_speech_files("en") if p.name.endswith("_desc.ogg")]
+    assert len(descriptions) >= 50
+    texts = [
+        p.with_name(p.name.removesuffix("_desc.ogg") + ".txt").read_text().splitlines()[0]
+        for p in descriptions
+    ]
+    said = {w.strip(".,!?").lower() for t in texts for w in t.split()}
+    assert not said & {*recordings.DIGITS, *recordings.COMMANDS, "oh", "to", "too", "for"}
+    assert "wildboar_desc.ogg" not in {p.name for p in descriptions}  # "Two wild boars."
 
 
 def test_more_speech_clips_are_unknown_one_per_file() -> None:
@@ -112,6 +127,7 @@ def test_more_speech_clips_are_unknown_one_per_file() -> None:
     [
         ("HEDGEWARS_DIR", "hedgewars-data", lambda: recordings.more_speech_files("en")),
         ("KTUBERLING_DIR", "ktuberling-data", lambda: recordings.more_speech_files("other")),
+        ("TUXPAINT_DIR", "tuxpaint-stamps-default", recordings.more_keyword_files),
     ],
 )
 def test_a_missing_debian_source_is_named(
