@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.toolchain.acoustic.more_real import N_KEYWORDS, measure_clips
+from models.toolchain.acoustic.more_real import ENGLISH_WORDS, N_KEYWORDS, Row, measure_clips, pooled, table
+from models.toolchain.stats import wilson_interval
 from pipelines.acoustic import recordings
 
 SERVED = "student-int8"
@@ -33,3 +34,19 @@ def test_served_chain_rejects_most_real_english_non_keyword_words() -> None:
     assert false_accepts <= 0.15, f"{false_accepts:.3f} of {len(clips)} English non-keyword words accepted"
     assert (got == recordings.LABELS.index(recordings.UNKNOWN)).mean() >= 0.6
     assert np.unique(got).size >= 3  # not one constant answer
+
+
+def test_the_table_pools_counts_not_rates() -> None:
+    rows = [
+        Row("ktuberling English words", "", "false accepts", wilson_interval(11, 72)),
+        Row("hedgewars English lines", "", "false accepts", wilson_interval(13, 302)),
+        Row("French prompts", "", "false accepts", wilson_interval(38, 449)),
+        Row("spokennumbers digits", "", "keyword accuracy", wilson_interval(7, 10)),
+    ]
+    english = pooled(rows, "false accepts", ENGLISH_WORDS)
+    assert (round(english.value * english.n), english.n) == (24, 374)
+    everything = pooled(rows, "false accepts")
+    assert (round(everything.value * everything.n), everything.n) == (62, 823)
+    text = table("student-int8", rows)
+    assert "| **English non-keyword words** | pooled | false accepts | 0.064" in text
+    assert "| **all keywords** | pooled | keyword accuracy | 0.700 [0.397, 0.892] | 10 |" in text
