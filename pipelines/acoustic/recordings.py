@@ -293,7 +293,7 @@ def spokennumbers_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RecordingsMissing(
             f"install the PyPI package {SPOKENNUMBERS_PACKAGE!r} "
-            "(the 'audio' extra: pip install -e '.[audio]')"
+            "(the 'dev' extra: pip install -e '.[dev]')"
         )
     directory = Path(next(iter(spec.submodule_search_locations))) / "default"
     _require(directory, SPOKENNUMBERS_PACKAGE)
