@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipelines.acoustic import recordings
 
@@ -144,3 +145,10 @@ def test_a_missing_pypi_source_is_named(monkeypatch: pytest.MonkeyPatch) -> None
         recordings.real_clips("keywords_more")
     with pytest.raises(ValueError, match="more speech split"):
         recordings.more_speech_files("fr")
+
+
+def test_more_keyword_files_carry_a_recording_noise_floor() -> None:
+    """Synthesized speech has digital silence (espeak-ng: ~40 % exact zeros); these recordings don't."""
+    for _, path in recordings.more_keyword_files():
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        assert float((data == 0).mean()) < 0.01, path
