@@ -105,7 +105,7 @@ HEDGEWARS_ENGLISH: Final = (
 HEDGEWARS_OTHER: Final = ("Default_es", "Default_pl", "Default_ru", "Default_uk", "Russian", "Russian_pl")
 _HEDGEWARS_SKIP: Final = (
     "hello", "byebye", "solong", "nooo", "thisoneismine", "ohdear", "uh-oh",
-    "ow", "ooff", "laugh", "poison", "firepunch", "jump", "hmm",
+    "ow", "ooff", "laugh", "poisoncough", "poisonmoan", "firepunch", "jump", "hmm",
 )  # fmt: skip
 # ktuberling-data (Debian, GPL-2+): a children's game's object names ("nose", "umbrella",
 # "pizzeria_mushroom" = "mushroom"), one speaker per language; none is a keyword. Serbian scripts
@@ -292,8 +292,7 @@ def spokennumbers_dir() -> Path:
     spec = importlib.util.find_spec(SPOKENNUMBERS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RecordingsMissing(
-            f"install the PyPI package {SPOKENNUMBERS_PACKAGE!r} "
-            "(the 'dev' extra: pip install -e '.[dev]')"
+            f"install the PyPI package {SPOKENNUMBERS_PACKAGE!r} (the 'dev' extra: pip install -e '.[dev]')"
         )
     directory = Path(next(iter(spec.submodule_search_locations))) / "default"
     _require(directory, SPOKENNUMBERS_PACKAGE)
