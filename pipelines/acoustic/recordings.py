@@ -8,6 +8,8 @@ Only numpy, soundfile and scipy are needed, so this module runs without the trai
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -77,6 +79,51 @@ SPEECH_TRAIN_DIRS: Final = {
 _SKIP_SUBDIRS: Final = frozenset({"digits", "silence"})
 _SKIP_NAMES: Final = ("beep", "tone", "vm-no.", "letters/o.", "letters/z")
 
+# More real speech, evaluation only: no training list, distillation pool or threshold ever reads
+# these directories (`tests/unit/pipelines/test_acoustic_recordings.py` checks the paths).
+# spokennumbers (PyPI, MIT): the digits 0-9 as one English speaker's microphone recordings (44.1 kHz
+# true stereo), the files named by the digit they say; the package's docs name neither the speaker
+# nor say "human", so its numbers are reported on their own, never folded into the asterisk set.
+SPOKENNUMBERS_PACKAGE: Final = "spokennumbers"
+# hedgewars-data (Debian, GFDL-1.3): a game's voice packs, one actor each, short exclamations named by
+# what they say ("Coward", "Takecover", "Youllregretthat"). Greetings and partings ("Hello",
+# "Byebye", "Solong": file names that do not say the exact words), "Nooo", lines holding a keyword
+# sound ("Thisoneismine", "Ohdear", "Uh-oh") and non-speech (pain, laughs, coughs, jumps) are left
+# out; the Robot pack is processed and left out too.
+HEDGEWARS_DIR: Final = Path("/usr/share/games/hedgewars/Data/Sounds/voices")
+HEDGEWARS_PACKAGE: Final = "hedgewars-data"
+HEDGEWARS_ENGLISH: Final = (
+    "British",
+    "Classic",
+    "Default",
+    "HillBilly",
+    "Mobster",
+    "Pirate",
+    "Singer",
+    "Surfer",
+)
+HEDGEWARS_OTHER: Final = ("Default_es", "Default_pl", "Default_ru", "Default_uk", "Russian", "Russian_pl")
+_HEDGEWARS_SKIP: Final = (
+    "hello", "byebye", "solong", "nooo", "thisoneismine", "ohdear", "uh-oh",
+    "ow", "ooff", "laugh", "poisoncough", "poisonmoan", "firepunch", "jump", "hmm",
+)  # fmt: skip
+# ktuberling-data (Debian, GPL-2+): a children's game's object names ("nose", "umbrella",
+# "pizzeria_mushroom" = "mushroom"), one speaker per language; none is a keyword. Serbian scripts
+# share recordings, so files are deduplicated by content.
+KTUBERLING_DIR: Final = Path("/usr/share/ktuberling/sounds")
+KTUBERLING_PACKAGE: Final = "ktuberling-data"
+# tuxpaint-stamps-default (Debian, GPL-2+): the number stamps say their digit (`symbols/math/<d>.ogg`,
+# the English default, 11 kHz, speaker not named; `<d>_en_GB.ogg`, "British English descriptive
+# sounds for numbers and letters, John Arundel" in the package changelog), the letter stamps say
+# their letter (en_GB, same speaker; "O" and "Z" left out as for Allison), and English stamp
+# descriptions (`<stamp>_desc.ogg`) say the first line of `<stamp>.txt` ("A wombat."); a description
+# holding a keyword or a sound-alike ("Two wild boars.") is left out.
+TUXPAINT_DIR: Final = Path("/usr/share/tuxpaint/stamps")
+TUXPAINT_PACKAGE: Final = "tuxpaint-stamps-default"
+_SOUND_ALIKES: Final = frozenset(
+    {"oh", "o", "to", "too", "for", "fore", "won", "ate", "know", "nine", "nein"}
+)
+
 SPLITS: Final = (
     "eval",
     "keywords",
@@ -85,6 +132,9 @@ SPLITS: Final = (
     "speech_eval",
     "speech_train",
     "speech_calib",
+    "keywords_more",
+    "words_en_eval",
+    "words_other_eval",
 )
 
 
@@ -237,6 +287,96 @@ def speech_windows(files: list[Path], hop: int = CLIP_SAMPLES // 2) -> list[Clip
     return clips
 
 
+def spokennumbers_dir() -> Path:
+    """The digit recordings inside the installed spokennumbers package (found, never imported)."""
+    spec = importlib.util.find_spec(SPOKENNUMBERS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RecordingsMissing(
+            f"install the PyPI package {SPOKENNUMBERS_PACKAGE!r} (the 'dev' extra: pip install -e '.[dev]')"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations))) / "default"
+    _require(directory, SPOKENNUMBERS_PACKAGE)
+    return directory
+
+
+def more_keyword_files() -> list[tuple[str, Path]]:
+    """(keyword, file) for every keyword recording outside asterisk/klettres: the digits of
+    spokennumbers and of tuxpaint's number stamps (default English and en_GB)."""
+    directory = spokennumbers_dir()
+    _require(TUXPAINT_DIR / "symbols" / "math", TUXPAINT_PACKAGE)
+    math = TUXPAINT_DIR / "symbols" / "math"
+    pairs = [(word, directory / f"{i}.wav") for i, word in enumerate(DIGITS)]
+    pairs += [(word, math / f"{i}.ogg") for i, word in enumerate(DIGITS)]
+    pairs += [(word, math / f"{i}_en_GB.ogg") for i, word in enumerate(DIGITS)]
+    missing = [str(p) for _, p in pairs if not p.is_file()]
+    if missing:
+        raise RecordingsMissing(
+            f"{missing} not found: reinstall {SPOKENNUMBERS_PACKAGE!r} (PyPI) "
+            f"or {TUXPAINT_PACKAGE!r} (Debian)"
+        )
+    return pairs
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,!?;:'\"()").lower() for w in text.split()}
+
+
+def _tuxpaint_english_files() -> list[Path]:
+    """tuxpaint's en_GB letters (one recording each) and English stamp descriptions."""
+    _require(TUXPAINT_DIR / "symbols" / "alphabets" / "english", TUXPAINT_PACKAGE)
+    keywords = set(DIGITS) | set(COMMANDS) | _SOUND_ALIKES
+    letters: dict[str, Path] = {}
+    for path in sorted((TUXPAINT_DIR / "symbols" / "alphabets" / "english").rglob("*_en_GB.ogg")):
+        letter = path.name.split("_")[0].upper()
+        if letter not in ("O", "Z"):
+            letters.setdefault(letter, path)
+    descriptions = []
+    for path in sorted(TUXPAINT_DIR.rglob("*_desc.ogg")):
+        text = path.with_name(path.name.removesuffix("_desc.ogg") + ".txt")
+        first = text.read_text(encoding="utf-8").splitlines()[0] if text.is_file() else ""
+        if first.strip() and not _words(first) & keywords:
+            descriptions.append(path)
+    return [letters[k] for k in sorted(letters)] + descriptions
+
+
+def _hedgewars_files(packs: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for pack in packs:
+        _require(HEDGEWARS_DIR / pack, HEDGEWARS_PACKAGE)
+        for path in sorted((HEDGEWARS_DIR / pack).glob("*.ogg")):
+            if not path.stem.lower().startswith(_HEDGEWARS_SKIP):
+                files.append(path)
+    return files
+
+
+def _ktuberling_files(english: bool) -> list[Path]:
+    _require(KTUBERLING_DIR, KTUBERLING_PACKAGE)
+    seen: set[str] = set()
+    files: list[Path] = []
+    for lang in sorted(p for p in KTUBERLING_DIR.iterdir() if p.is_dir()):
+        if (lang.name == "en") != english:
+            continue
+        for path in sorted(p for p in lang.iterdir() if p.suffix in (".ogg", ".wav", ".opus")):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                files.append(path)
+    return files
+
+
+def more_speech_files(split: str) -> list[Path]:
+    """Real non-keyword words by speakers nothing trains on: "en" (ktuberling's English speaker, the
+    English hedgewars packs, tuxpaint's letters and descriptions) or "other" (ktuberling's other
+    languages + the other hedgewars packs)."""
+    if split == "en":
+        return (
+            _ktuberling_files(english=True) + _hedgewars_files(HEDGEWARS_ENGLISH) + _tuxpaint_english_files()
+        )
+    if split == "other":
+        return _ktuberling_files(english=False) + _hedgewars_files(HEDGEWARS_OTHER)
+    raise ValueError(f"more speech split must be 'en' or 'other', not {split!r}")
+
+
 def keyword_clips() -> list[Clip]:
     """Every human recording of a keyword: the asterisk speaker, plus klettres speakers for "no"."""
     _require(ALLISON_DIR, ALLISON_PACKAGE)
@@ -257,6 +397,9 @@ def real_clips(split: str = "eval") -> list[Clip]:
     "speech_eval" = one centred second of each French prompt by a speaker nothing trains or
     calibrates on (real non-keyword speech); "speech_train" / "speech_calib" = windows of the
     Italian and Russian prompts, for training and for calibrating the rejection threshold.
+    Evaluation only, from packages nothing trains on: "keywords_more" = spokennumbers' digits;
+    "words_en_eval" / "words_other_eval" = one centred second of each ktuberling and hedgewars
+    word or exclamation, English / other languages, all `_unknown_`.
     """
     if split == "keywords":
         return keyword_clips()
@@ -269,6 +412,11 @@ def real_clips(split: str = "eval") -> list[Clip]:
         return _background_clips(noise_files("train"))
     if split == "speech_eval":
         return [c for c in speech_windows(speech_files("eval"), hop=0) if c.source.endswith("#0")]
+    if split == "keywords_more":
+        return [_speech_clip(label, path) for label, path in more_keyword_files()]
+    if split in ("words_en_eval", "words_other_eval"):
+        files = more_speech_files(split.split("_")[1])
+        return [c for c in speech_windows(files, hop=0) if c.source.endswith("#0")]
     if split in ("speech_train", "speech_calib"):
         return speech_windows(speech_files(split.removeprefix("speech_")))
     raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
