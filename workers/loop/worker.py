@@ -52,7 +52,7 @@ from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.plans import PLAN_PREFIX
 from workers.loop.rollout import RolloutFollower
-from workers.loop.skip import Skip, find_skip, skip_headers
+from workers.loop.skip import CHECK_EVERY_MS, Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
 from workers.messages import reasons
 from workers.messages.deadline import Deadline, now_ms
@@ -189,6 +189,7 @@ class StageWorker:
         self._ledger = Ledger()
         self._stored: dict[TP, int] = {}
         self._skip_checked: dict[TP, float] = {}
+        self._floor = (-CHECK_EVERY_MS, 0.0)  # (when, the first stage's admission floor in ms)
         self._last_seen_ms: dict[TP, int] = {}
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
@@ -415,14 +416,16 @@ class StageWorker:
         """Seek past backlog heads that cannot make their deadlines; one late record per range."""
         if not self.pipeline.skip_ahead:
             return []
-        first = self.stages[0]
+        now = now_ms()
+        if now - self._floor[0] >= CHECK_EVERY_MS:  # as fresh as the skip checks themselves
+            self._floor = (now, self.stages[0].admission_floor_ms())
         skips = find_skip(
             self.consumer,
             records,
-            now=now_ms(),
+            now=now,
             budget_ms=self.pipeline.budget_ms,
             skew_ms=self.pipeline.max_clock_skew_ms,
-            need_ms=first.admission_floor_ms(),
+            need_ms=self._floor[1],
             checked=self._skip_checked,
         )
         for skip in skips:
