@@ -189,7 +189,7 @@ class StageWorker:
         self._ledger = Ledger()
         self._stored: dict[TP, int] = {}
         self._skip_checked: dict[TP, float] = {}
-        self._floor = (-CHECK_EVERY_MS, 0.0)  # (when, the first stage's admission floor in ms)
+        self._floor = (-CHECK_EVERY_MS, 0.0)  # (when, the first stage's hopeless floor in ms)
         self._last_seen_ms: dict[TP, int] = {}
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
@@ -418,7 +418,7 @@ class StageWorker:
             return []
         now = now_ms()
         if now - self._floor[0] >= CHECK_EVERY_MS:  # as fresh as the skip checks themselves
-            self._floor = (now, self.stages[0].admission_floor_ms())
+            self._floor = (now, self.stages[0].hopeless_floor_ms())
         skips = find_skip(
             self.consumer,
             records,
