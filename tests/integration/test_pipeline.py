@@ -86,6 +86,9 @@ def test_three_stage_workers_turn_every_frame_into_one_result(
     for stage in STAGES:
         running.append(WorkerThread(settings, [stage]))
     _run_and_check(settings, running)
+    # Postprocess takes what piled up, mostly less than a full batch of cheap frames: those it
+    # computes on its loop thread, without the hand-off to the compute thread and back.
+    assert running[2].worker.inlined > 0
 
 
 def test_idle_workers_report_zero_lag_on_every_partition(

@@ -7,9 +7,12 @@ few slow runs), and plans with that line plus a tail margin (the 99th percentile
 residuals), or the p99 actually seen at that size when there are enough runs of it. Until there
 are enough runs, a prior (from the warm-up run) answers.
 
-The fit is refreshed every `refit_every` runs, not after each one: admission asks for costs on
-every batch, and refitting a 256-run window per batch cost more than running the models did.
-A line at most a few batches old plans as well as a fresh one (the window spans hundreds).
+The fit is refreshed every `refit_every` runs *and* at most every `refit_s` seconds (at once
+after half a window of new runs), not after each run: admission asks for costs on every batch,
+and refitting a 256-run window per batch cost more than running the models did. Counting runs
+alone was not enough under steady load, where batches hold one or two frames: a refit every 16
+runs was a millisecond of numpy every 16 frames, profiled as 30 % of a split infer stage's
+Python time at 500 frames/s. A line a quarter of a second old plans as well as a fresh one.
 
 Runs older than `max_age_s` are forgotten, as the measured reserve forgets its frames: the tail
 of an overload (every run slowed by the CPU the overload itself took) must not price the first
@@ -51,6 +54,7 @@ class CostModel:
         min_size_samples: int = 20,
         quantile: float = 0.99,
         refit_every: int = 16,
+        refit_s: float = 0.25,
         max_age_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -64,18 +68,27 @@ class CostModel:
         self._line: Line | None = None
         self._size_cost: dict[int, float] = {}  # the quantile seen at a size with enough runs
         self._refit_every = max(1, refit_every)
+        self._refit_s = refit_s
         self._fitted_at = 0  # `observed` when the current line was fitted
+        self._fitted_clock = -float("inf")  # and `clock()` then
         self.observed = 0
+        self.fits = 0  # how often the line was refitted (tests, profiling)
 
     def observe(self, n: int, ms: float) -> None:
         """One run of a batch of `n` took `ms` milliseconds."""
         if n < 1 or not np.isfinite(ms) or ms < 0:
             return
-        self._runs.append((n, ms, self._clock()))
+        now = self._clock()
+        self._runs.append((n, ms, now))
         self.observed += 1
         # Refit soon while the window is filling (the prior is still answering), then every
-        # `refit_every` runs.
-        if len(self._runs) <= self._min_samples or self.observed - self._fitted_at >= self._refit_every:
+        # `refit_every` runs once `refit_s` has passed, and at once when half the window is new.
+        fresh = self.observed - self._fitted_at
+        if (
+            len(self._runs) <= self._min_samples
+            or (fresh >= self._refit_every and now - self._fitted_clock >= self._refit_s)
+            or 2 * fresh >= (self._runs.maxlen or 0)
+        ):
             self._line = None
 
     def set_prior(self, prior: Line) -> None:
@@ -84,11 +97,17 @@ class CostModel:
 
     def line(self) -> Line:
         """The current fit (or the prior, or zero cost when nothing is known yet)."""
-        if self._runs and self._clock() - self._runs[0][2] > self._max_age_s:
-            self._forget_old()
+        if self._runs:
+            now = self._clock()
+            # Aged-out runs are dropped no more often than a refit may happen: at a low rate the
+            # oldest run is always past the age, and forgetting it forced a refit on every call.
+            if now - self._runs[0][2] > self._max_age_s and now - self._fitted_clock >= self._refit_s:
+                self._forget_old()
         if self._line is None:
             self._line = self._fit()
             self._fitted_at = self.observed
+            self._fitted_clock = self._clock()
+            self.fits += 1
         return self._line
 
     def _forget_old(self) -> None:
@@ -112,21 +131,33 @@ class CostModel:
         self._size_cost = {}
         if len(self._runs) < self._min_samples:
             return self.prior or Line(0.0, 0.0)
-        runs = np.array([(n, ms) for n, ms, _ in self._runs], dtype=np.float64)
-        sizes, times = runs[:, 0].astype(np.int64), runs[:, 1]
-        by_size = {int(n): times[sizes == n] for n in np.unique(sizes)}
-        ns = np.array(sorted(by_size), dtype=np.float64)
-        medians = np.array([np.median(by_size[int(n)]) for n in ns])
-        weights = np.array([by_size[int(n)].size for n in ns], dtype=np.float64)
+        # Plain Python over a few hundred runs: a dozen numpy calls per size cost ~1 ms a fit.
+        by_size: dict[int, list[float]] = {}
+        for n, ms, _ in self._runs:
+            by_size.setdefault(n, []).append(ms)
+        for seen in by_size.values():
+            seen.sort()
+        sizes = sorted(by_size)
+        ns = np.array(sizes, dtype=np.float64)
+        medians = np.array([_quantile(by_size[n], 0.5) for n in sizes])
+        weights = np.array([len(by_size[n]) for n in sizes], dtype=np.float64)
         self._size_cost = {
-            n: float(np.quantile(seen, self.quantile))
+            n: _quantile(seen, self.quantile)
             for n, seen in by_size.items()
-            if seen.size >= self._min_size_samples
+            if len(seen) >= self._min_size_samples
         }
         a, b = _weighted_line(ns, medians, weights, self.prior)
-        residuals = times - (a + b * sizes)
-        tail = max(0.0, float(np.quantile(residuals, self.quantile)))
+        residuals = sorted(ms - (a + b * n) for n, ms, _ in self._runs)
+        tail = max(0.0, _quantile(residuals, self.quantile))
         return Line(a, b, tail)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """numpy's default (linear) quantile of an ascending, non-empty list."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _weighted_line(

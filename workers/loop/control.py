@@ -133,7 +133,7 @@ class ControlFollower:
             "client.id": f"ontime-{settings.pipeline.name}-control",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": 500,  # reports come once a second: no need to ask more often
             "error_cb": self._on_error,
         }
         self._consumer: Consumer | None = None

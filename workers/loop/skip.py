@@ -5,7 +5,8 @@ per frame; at 4× overload that alone eats the CPU the frames that still have ti
 deadline is at most its record timestamp + budget + allowed clock skew (workers/messages/
 deadline.py clamps it there), so every record with a timestamp before
 
-    horizon = now + need − budget − skew        (need: the stage's cheapest cost + its reserve)
+    horizon = now + need − budget − skew        (need: the stage's cheapest cost on an idle
+                                                 machine + its reserve, Stage.hopeless_floor_ms)
 
 is certainly hopeless, whatever its header says. Kafka finds the first offset at or after a
 timestamp (`offsets_for_times`; every record before it is older), so the worker seeks there and

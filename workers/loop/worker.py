@@ -5,7 +5,8 @@ One turn of the loop, top to bottom:
     take what is fetched (work-conserving: an idle stage runs a lone frame at once; a batch is
     what piled up while the previous one ran) → skip a hopeless backlog head by seeking
     → envelopes (an unreadable record goes to the DLQ)
-    → compute the stages in a worker thread while this thread keeps the consumer polled
+    → compute the stages: a cheap batch that emptied the fetch queue on this thread, any other
+      in a worker thread while this thread keeps the consumer polled
     → produce every outcome (emit → next topic, late → P.late, dlq → P.dlq, key = device id)
     → go on to the next batch; deliveries are acknowledged in the background (when the next
       batch is already fetched, it starts computing before this one's outputs are produced)
@@ -51,7 +52,7 @@ from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.plans import PLAN_PREFIX
 from workers.loop.rollout import RolloutFollower
-from workers.loop.skip import Skip, find_skip, skip_headers
+from workers.loop.skip import CHECK_EVERY_MS, Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
 from workers.messages import reasons
 from workers.messages.deadline import Deadline, now_ms
@@ -74,8 +75,15 @@ PAUSE_AFTER_S = 0.2
 COMPUTE_POLL_S = 0.05
 LAG_EVERY_S = 5.0
 DEADLINE_SLICE_MS = 2.0  # how often a deadline-batched take re-checks its close time
+# A batch that emptied the fetch queue and is predicted to compute in less than this runs on the
+# loop thread: handing it to the compute thread and back (two wake-ups, the GIL passed twice) cost
+# more CPU than the models of a one-frame batch (profiled at steady load, docs/benchmarks.md). A
+# full batch means more is waiting: it computes on the compute thread while the loop takes the next.
+INLINE_MS = 2.0
 MAX_UNSETTLED_BATCHES = 8  # produced batches awaiting acknowledgements before the loop waits
-IDLE_POLL_S = 0.005  # poll timeout while deliveries are outstanding, so their offsets go out soon
+# Poll timeout while deliveries are outstanding, so their offsets are stored soon (auto-commit sends
+# them once a second anyway); at 5 ms a lightly loaded stage woke 200 times a second for nothing.
+IDLE_POLL_S = 0.05
 HOLD_POLL_S = 0.1  # poll timeout while input is held (circuit open): serves rebalances only
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's message.max.bytes default
 
@@ -99,6 +107,7 @@ class InFlight:
     settled: bool = False
     lost: set[TP] = field(default_factory=set)
     skips: list[Skip] = field(default_factory=list)
+    inline: bool = False  # computed on the loop thread (a cheap batch that emptied the fetch queue)
 
 
 class StageWorker:
@@ -180,6 +189,7 @@ class StageWorker:
         self._ledger = Ledger()
         self._stored: dict[TP, int] = {}
         self._skip_checked: dict[TP, float] = {}
+        self._floor = (-CHECK_EVERY_MS, 0.0)  # (when, the first stage's hopeless floor in ms)
         self._last_seen_ms: dict[TP, int] = {}
         self._lag_due = 0.0
         self._lag_every_s = lag_every_s
@@ -188,6 +198,7 @@ class StageWorker:
         self.counts = {"emit": 0, "late": 0, "dlq": 0, reasons.SKIPPED: 0}
         self.revoked_mid_batch = 0  # revocations that had to settle the batch in hand first
         self.overlapped = 0  # batches that started computing before the previous one was produced
+        self.inlined = 0  # batches computed on the loop thread
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -267,13 +278,22 @@ class StageWorker:
         self._publisher.maybe_publish(self._control_producer)
 
     def _begin(self, records: list[Message]) -> InFlight:
-        """Skip what cannot make it, build the envelopes and start computing them."""
+        """Skip what cannot make it, build the envelopes and start computing them (on the compute
+        thread; a batch that runs inline waits for `_compute`)."""
         skips = self._skip_hopeless(records)
         batch = self._open([m for m in records if not _skipped(m, skips)])
         batch.skips = skips
-        if batch.envelopes:
+        batch.inline = len(records) < self.batch.max_size and self._cheap(len(batch.envelopes))
+        if batch.envelopes and not batch.inline:
             batch.future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
         return batch
+
+    def _cheap(self, n: int) -> bool:
+        """Whether a batch of `n` is predicted to compute in under `INLINE_MS`."""
+        predicted = 0.0
+        for stage in self.stages:
+            predicted += stage.costs["overhead"].predict_ms(n) + stage.costs["primary"].predict_ms(n)
+        return predicted < INLINE_MS
 
     def _finish(self, batch: InFlight) -> InFlight | None:
         """Wait for `batch`'s compute, then produce its outcomes; returns the next batch, if any.
@@ -296,7 +316,7 @@ class StageWorker:
                 if more:
                     self._report_lag(more)
                     following = self._begin(more)
-                    self.overlapped += 1
+                    self.overlapped += following.future is not None
             if not batch.settled:  # a revoke callback may have settled it already
                 self._settle(batch, routed)
         finally:
@@ -396,14 +416,16 @@ class StageWorker:
         """Seek past backlog heads that cannot make their deadlines; one late record per range."""
         if not self.pipeline.skip_ahead:
             return []
-        first = self.stages[0]
+        now = now_ms()
+        if now - self._floor[0] >= CHECK_EVERY_MS:  # as fresh as the skip checks themselves
+            self._floor = (now, self.stages[0].hopeless_floor_ms())
         skips = find_skip(
             self.consumer,
             records,
-            now=now_ms(),
+            now=now,
             budget_ms=self.pipeline.budget_ms,
             skew_ms=self.pipeline.max_clock_skew_ms,
-            need_ms=first.admission_floor_ms(),
+            need_ms=self._floor[1],
             checked=self._skip_checked,
         )
         for skip in skips:
@@ -478,6 +500,13 @@ class StageWorker:
         """Run the stages in the compute thread; poll the consumer if it takes long."""
         if not batch.envelopes:
             return list(batch.rejected)
+        if batch.future is None and batch.inline:
+            # Nothing else was fetched and the batch is cheap: handing it to the compute thread
+            # and back would cost more than computing it (two thread wake-ups per batch). Kept as a
+            # done future, so a revoke callback settles it like any other batch in hand.
+            batch.future = Future()
+            batch.future.set_result(run_chain(self.stages, batch.envelopes, self.telemetry))
+            self.inlined += 1
         if batch.future is None:
             batch.future = self._pool.submit(run_chain, self.stages, batch.envelopes, self.telemetry)
         future = batch.future

@@ -131,11 +131,21 @@ class Stage:
         costs = self.planning_costs()
         return costs.overhead(batch) + costs.primary(batch)
 
-    def admission_floor_ms(self) -> float:
-        """Least time a frame needs left to be worth taking: the cheapest run of one plus the reserve."""
-        costs = self.planning_costs()
-        cheapest = costs.primary(1) if costs.fallback is None else min(costs.primary(1), costs.fallback(1))
-        return costs.overhead(1) + cheapest + self.reserve.reserve_ms()
+    def hopeless_floor_ms(self) -> float:
+        """Least time a frame needs even at an idle machine's cost (the warm-up priors) plus the
+        reserve: a frame short of this is hopeless whatever the recent runs say. Skip-ahead uses
+        it, not the admission floor: right after an overload the cost model's p99 still holds the
+        overload's slow runs, and priced by those a fresh burst looked hopeless, so the loop
+        looked up and skipped frames that had time (measured: a burst read ~0.5 s late)."""
+
+        def idle_cost(key: str) -> float:
+            prior = self.costs[key].prior
+            return max(0.0, prior.at(1)) if prior is not None else 0.0
+
+        cheapest = idle_cost("primary")
+        if self.fallback is not None:
+            cheapest = min(cheapest, idle_cost("fallback"))
+        return idle_cost("overhead") + cheapest + self.reserve.reserve_ms()
 
     def planning_costs(self) -> Costs:
         """What a batch of n costs on each path, from the learned cost models."""

@@ -108,3 +108,36 @@ def test_runs_older_than_the_max_age_are_forgotten_and_the_prior_answers_again()
     assert model.predict_ms(8) == pytest.approx(2.0)
     now[0] = 10.0  # idle: nothing recent at all
     assert model.cost_ms(8) == pytest.approx(prior.at(8))
+
+
+def test_one_frame_batches_refit_by_time_not_per_few_runs() -> None:
+    """Under steady load batches hold one frame: refits are bounded per second, not per 16 runs."""
+    now = [0.0]
+    model = CostModel(min_samples=4, refit_every=16, refit_s=0.25, clock=lambda: now[0])
+    for i in range(1000):  # 1000 one-frame runs in one second, a cost query after each
+        now[0] = i / 1000.0
+        model.observe(1, 1.0)
+        model.cost_ms(1)
+    # The window filling (min_samples) plus a refit per quarter second or half window; never 1000 / 16.
+    assert model.fits <= 4 + 1000 // 128 + 4
+    assert model.fits < 1000 // 16
+    now[0] = 1.5  # a quarter second later the next runs are fitted again
+    model.observe(1, 3.0)
+    for _ in range(15):
+        model.observe(1, 3.0)
+    assert model.line().tail_ms > 0.0
+
+
+def test_a_refit_equals_numpys_medians_and_quantiles() -> None:
+    import numpy as np
+
+    model = CostModel(min_samples=4, min_size_samples=5, quantile=0.9)
+    times = {1: [1.0, 1.3, 0.9, 1.1, 1.7, 1.2], 4: [2.0, 2.5, 2.2, 2.9, 2.1]}
+    for n, ts in times.items():
+        feed(model, n, ts)
+    line = model.line()
+    medians = {n: float(np.median(ts)) for n, ts in times.items()}
+    slope = (medians[4] - medians[1]) / 3  # equal weights would give exactly this; 6 and 5 runs nearly
+    assert line.per_item_ms == pytest.approx(slope, rel=0.05)
+    for n, ts in times.items():
+        assert model.cost_ms(n) >= float(np.quantile(ts, 0.9)) - 1e-9

@@ -28,7 +28,8 @@ def test_consumer_stores_offsets_only_by_hand_and_commits_them_automatically() -
     assert conf["group.protocol"] == "classic"
     assert conf["session.timeout.ms"] == 12000
     assert conf["max.poll.interval.ms"] == 300_000
-    assert int(conf["fetch.wait.max.ms"]) <= 10
+    # An empty fetch waits briefly: short enough for a resumed partition, long enough not to spin.
+    assert 10 <= int(conf["fetch.wait.max.ms"]) <= 50
     # A partition whose fetch queue overflowed in an overload must not sit out a second after it.
     assert int(conf["fetch.queue.backoff.ms"]) <= 50
     assert conf["bootstrap.servers"] == "127.0.0.1:1"

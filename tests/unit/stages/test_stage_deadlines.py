@@ -164,3 +164,16 @@ def test_without_fresh_reports_the_static_shares_answer_again() -> None:
     assert s.reserve.reserve_ms() < only_infer
     clock.now += STALE_MS + 1
     assert s.reserve.reserve_ms() == pytest.approx(s.reserve.static_ms)
+
+
+def test_the_hopeless_floor_prices_a_frame_at_an_idle_machines_cost_not_an_overloads() -> None:
+    """Right after an overload the recent runs are slow; skip-ahead must still see fresh frames as
+    having time (the measured burst that was read ~0.5 s late), while admission plans with them."""
+    clock = FakeClock()
+    s = stage(pipeline(), clock, primary_ms=1.0)
+    idle_floor = s.hopeless_floor_ms()
+    for _ in range(40):  # runs slowed by an overload's CPU pressure
+        s.costs["primary"].observe(1, 250.0)
+    assert s.planning_costs().primary(1) >= 250.0  # admission still prices what it measured
+    assert s.hopeless_floor_ms() == pytest.approx(idle_floor)
+    assert idle_floor < s.pipeline.budget_ms  # a fresh frame is never hopeless by this floor
