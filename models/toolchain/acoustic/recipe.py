@@ -12,6 +12,19 @@ from .augment import NoiseBank
 SEED = 20261124
 N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
 UNLABELLED_COPIES = 5
+# The synthetic training set: voices per keyword and per fixed unknown word, augmented copies of
+# each utterance, background-only frames.
+TRAIN_PER_KEYWORD = 120
+TRAIN_PER_UNKNOWN = 30
+TRAIN_COPIES = 3
+# 1.2.0: twice the background-only frames of 1.1.0 (1 500), a third of them levelled and joined
+# like a streamed room (augment.background_frame): noise alone was answered as a keyword.
+TRAIN_BACKGROUND = 3000
+# Open-set training (since 1.2.0): 4 voices for each of the 530 training words of
+# negatives.extra_words, and the real Italian/Russian speech windows (`real_clips("speech_train")`)
+# as `_unknown_` teacher and student negatives.
+OPEN_SET_TRAINING = True
+EXTRA_TRAIN_VOICES = 4 if OPEN_SET_TRAINING else 0
 
 
 def noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
