@@ -3,10 +3,9 @@
 Real noise (sonic-pi-samples, split by file) at 0-20 dB SNR, gain, time shift, speed
 perturbation, and a telephone-band low-pass half of the time (the real evaluation speech is 8 kHz).
 
-The time shift is as wide as a streaming device makes it (since 1.2.0): with 1 s windows every
-250 ms, a keyword's centre can sit anywhere within ~400 ms of a window's centre, and the windows
-either side of the best one still hold most of it. 1.1.0 shifted by at most 150 ms and missed
-keywords that were not centred.
+The time shift (recipes.RECIPE): the served 1.1.0 moves a word by at most 150 ms; the 1.2.0
+candidate as far as a streaming device does (with 1 s windows every 125-250 ms a keyword's centre
+sits anywhere within ~400 ms of a window's centre), and adds stream-like background frames.
 """
 
 from __future__ import annotations
@@ -18,12 +17,15 @@ from scipy.signal import resample_poly
 
 from pipelines.acoustic.recordings import CLIP_SAMPLES, load_audio
 
+from .recipes import RECIPE
+
 SPEEDS = ((9, 10), (19, 20), (1, 1), (21, 20), (11, 10))  # resample ratios up/down
-# Tag of this augmentation recipe in the build's cache file names: a change here must not reuse
-# frames cached by an older recipe.
-AUGMENT_TAG = "a2"
-MAX_SHIFT = 6400  # samples (400 ms): how far a word's centre moves from the window's centre
-MAX_CUT = 0.15  # at most this share of a shifted word may fall outside the window
+# Tag of the augmentation recipe in the build's cache file names: frames cached by one recipe are
+# never reused by another.
+AUGMENT_TAG = f"r{RECIPE.version}"
+MAX_SHIFT = RECIPE.max_shift  # samples a word's centre moves from the window's centre (1.2.0: 400 ms)
+MAX_CUT = RECIPE.max_cut  # at most this share of a shifted word may fall outside the window
+ROOM_SHARE = RECIPE.room_share  # share of background frames made like a streamed room
 ROOM_RMS_DB = (-60.0, -20.0)  # background-only "room" frames: RMS in dBFS (streams: -45 to -28)
 
 
@@ -97,7 +99,7 @@ def background_frame(noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:
     kind = rng.random()
     if kind < 0.1:
         out = rng.normal(0, 1, CLIP_SAMPLES).astype(np.float32) * 10 ** rng.uniform(-5, -3)
-    elif kind < 0.4:
+    elif kind < 0.1 + ROOM_SHARE:
         out = room_frame(noise, rng)
     else:
         n = noise.window(rng)

@@ -45,6 +45,7 @@ from .recipe import (
     UNLABELLED_COPIES,
     noisy,
 )
+from .recipes import RECIPE
 from .reject import MAX_CALIBRATION_FAR, false_accepts, false_rejects, plot, tie_rate, trade_off
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
@@ -52,19 +53,14 @@ from .train import fit, seed_everything
 VERSION = "1.0.0"
 # 1.1.0: the INT8 classifiers keep their last layer float (no quantized ties) and the
 # postprocess graph rejects low-confidence keywords as _unknown_ (docs/models-acoustic.md).
-# 1.2.0: open-set training (recipe.OPEN_SET_TRAINING), keywords shifted up to 400 ms off centre,
-# twice the background-only frames; 1.1.0 stays on disk in student-int8/versions/1.1.0.
-SERVED_VERSION = "1.2.0"
+# 1.2.0 (a candidate, not served): recipes.RECIPES["1.2.0"], ONTIME_ACOUSTIC_RECIPE=1.2.0.
+SERVED_VERSION = RECIPE.version
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
-# Epochs: 1.1.0 trained 10 / 16 / 6 / 4 (baseline / student / pruned / gate); 1.2.0's open-set
-# data would have taken 1.5-2 h at nice 19 on the shared 2-core machine (about 130 frames/s of
-# training under the day's load), so its build trains 3 / 6 / 2 / 2.
-BASELINE_EPOCHS = 3
-STUDENT_EPOCHS = 6
+# Epochs (recipes.RECIPE): 1.1.0 10 / 16 / 6 / 4; the 1.2.0 candidate 3 / 6 / 2 / 2, since its
+# open-set data would have taken 1.5-2 h at nice 19 on the shared 2-core machine.
+BASELINE_EPOCHS, STUDENT_EPOCHS, PRUNE_EPOCHS, GATE_EPOCHS = RECIPE.epochs
 PRUNE_KEEP = 0.5
-PRUNE_EPOCHS = 2
-GATE_EPOCHS = 2
 DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
 REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one

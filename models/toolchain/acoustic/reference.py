@@ -51,14 +51,15 @@ BINS = 10  # output groups: equal-mass bins of the training frames
 # drift. Their bins are the training's tails instead: below the 1st percentile, between, above the 99th.
 TAILS = 0.01
 DECIMALS = 6  # stored numbers are rounded, so a rerun reproduces them exactly
+# Counts of the build's training frames (synth.plan: 15 keywords x 120 voices + 50 words x 30 +
+# 530 open-set words x EXTRA_TRAIN_VOICES, each TRAIN_COPIES times, + TRAIN_BACKGROUND) and of its
+# real labelled negatives (181 English words and background; + 3 140 it/ru windows with open set).
+_SYNTHETIC = (15 * TRAIN_PER_KEYWORD + 50 * TRAIN_PER_UNKNOWN + 530 * EXTRA_TRAIN_VOICES) * TRAIN_COPIES
+_NEGATIVES = 181 + (3140 if OPEN_SET_TRAINING else 0)
 SOURCE = (
     "the served student's training frames as `ontime models build acoustic` makes them (seed "
-    f"{SEED}): augmented espeak-ng frames ({TRAIN_PER_KEYWORD} voices a keyword, {TRAIN_PER_UNKNOWN} "
-    f"an unknown word, {EXTRA_TRAIN_VOICES} each open-set word, x{TRAIN_COPIES}; {TRAIN_BACKGROUND} "
-    "background), "
-    "real labelled negatives (English words, background"
-    + (", Italian/Russian speech" if OPEN_SET_TRAINING else "")
-    + f"), 6240 real unlabelled windows x {UNLABELLED_COPIES} (clean + real noise at 0-20 dB); "
+    f"{SEED}): {_SYNTHETIC + TRAIN_BACKGROUND} augmented espeak-ng frames, {_NEGATIVES} real labelled "
+    f"negatives, 6240 real unlabelled windows x {UNLABELLED_COPIES} (clean + real noise at 0-20 dB); "
     "`ontime models reference acoustic`"
 )
 
