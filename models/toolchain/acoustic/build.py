@@ -22,7 +22,7 @@ from pipelines.acoustic.recordings import LABELS, UNKNOWN, noise_files, real_cli
 from schemas.card import Interval, LatencyStat, Lineage, ModelCard
 
 from . import reject
-from .augment import NoiseBank
+from .augment import AUGMENT_TAG, NoiseBank
 from .data import FeatureSet, clips_set, synthetic_set
 from .evaluate import EVAL_SETS, N_KEYWORDS, evaluate_onnx, onnx_logits, real_sets, score
 from .export import build_postprocess, expected_calibration_error, export_classifier, fit_temperature
@@ -33,7 +33,19 @@ from .gate import GATE_LABELS, GATE_WIDTHS, MAX_FALSE_EXIT, choose_threshold, ga
 from .nets import KwsTcn, WithSoftmax, count_params
 from .prune import prune_tcn
 from .realdata import unlabelled_real
-from .recipe import N_UNLABELLED, SEED, UNLABELLED_COPIES, noisy
+from .recipe import (
+    EXTRA_TRAIN_VOICES,
+    N_UNLABELLED,
+    OPEN_SET_TRAINING,
+    SEED,
+    TRAIN_BACKGROUND,
+    TRAIN_COPIES,
+    TRAIN_PER_KEYWORD,
+    TRAIN_PER_UNKNOWN,
+    UNLABELLED_COPIES,
+    noisy,
+)
+from .recipes import RECIPE
 from .reject import MAX_CALIBRATION_FAR, false_accepts, false_rejects, plot, tie_rate, trade_off
 from .teacher import SpeechEmbedder, TeacherHead, fit_head, head_logits
 from .train import fit, seed_everything
@@ -41,22 +53,18 @@ from .train import fit, seed_everything
 VERSION = "1.0.0"
 # 1.1.0: the INT8 classifiers keep their last layer float (no quantized ties) and the
 # postprocess graph rejects low-confidence keywords as _unknown_ (docs/models-acoustic.md).
-SERVED_VERSION = "1.1.0"
+# 1.2.0 (a candidate, not served): recipes.RECIPES["1.2.0"], ONTIME_ACOUSTIC_RECIPE=1.2.0.
+SERVED_VERSION = RECIPE.version
 BASELINE_WIDTHS = (64, 64, 96, 96, 128)
 STUDENT_WIDTHS = (64, 64, 96, 96, 128)
-STUDENT_EPOCHS = 16
+# Epochs (recipes.RECIPE): 1.1.0 10 / 16 / 6 / 4; the 1.2.0 candidate 3 / 6 / 2 / 2, since its
+# open-set data would have taken 1.5-2 h at nice 19 on the shared 2-core machine.
+BASELINE_EPOCHS, STUDENT_EPOCHS, PRUNE_EPOCHS, GATE_EPOCHS = RECIPE.epochs
 PRUNE_KEEP = 0.5
-PRUNE_EPOCHS = 6
 DISTILL_T = 3.0
 DISTILL_ALPHA = 0.7
 REAL_WEIGHT = 2.0  # loss weight of a real unlabelled row vs a synthetic one
 LATENCY_THREADS = 1
-# Open-set training data: voices per extra word for training (negatives.extra_words: two words in
-# three) and the real Italian/Russian speech windows as `_unknown_` teacher/student negatives. Off
-# in the committed models: a build with them trains on ~40 % more frames, which the shared 2-core
-# machine could not fit in the session that added them (docs/models-acoustic.md, "Open set").
-OPEN_SET_TRAINING = False
-EXTRA_TRAIN_VOICES = 4 if OPEN_SET_TRAINING else 0
 # The rejection threshold is calibrated on the calibration voices speaking the held-out third of
 # the extra words, one voice each: words no model ever heard.
 REJECTION_CALIB_VOICES = 1
@@ -90,10 +98,10 @@ class Build:
             self.work,
             self.fe,
             SEED,
-            120,
-            30,
-            3,
-            1500,
+            TRAIN_PER_KEYWORD,
+            TRAIN_PER_UNKNOWN,
+            TRAIN_COPIES,
+            TRAIN_BACKGROUND,
             keep_pcm=not self.quick,
             per_extra=EXTRA_TRAIN_VOICES,
         )
@@ -159,7 +167,7 @@ class Build:
         seed_everything(SEED)
         model = KwsTcn(BASELINE_WIDTHS, len(LABELS))
         if not self.load_state("classifier", model, len(self.train.y)):
-            fit(model, self.train.x, self.train.y, epochs=10, seed=SEED)
+            fit(model, self.train.x, self.train.y, epochs=BASELINE_EPOCHS, seed=SEED)
             self.save_state("classifier", model, len(self.train.y))
         path = export_classifier(
             model, self.out / "classifier" / "model.onnx", "KwsTcn trained on espeak-ng speech"
@@ -230,7 +238,7 @@ class Build:
 
     # -- teacher and distillation ------------------------------------------------------------
     def embed(self, name: str, pcm: np.ndarray) -> np.ndarray:
-        cache = self.work / f"emb_{name}_{len(pcm)}.npy"
+        cache = self.work / f"emb_{name}_{len(pcm)}_{AUGMENT_TAG}.npy"
         if cache.is_file():
             return np.load(cache)
         emb = self.embedder(pcm)
@@ -366,7 +374,7 @@ class Build:
         )
 
     def _state_path(self, variant: str, rows: int) -> Path:
-        return self.work / f"state_{variant}_{SEED}_{rows}.npz"
+        return self.work / f"state_{variant}_{SEED}_{rows}_{AUGMENT_TAG}.npz"
 
     def save_state(self, variant: str, model: KwsTcn, rows: int) -> None:
         """Trained weights as plain arrays (scratch only): a rebuild that changes only what comes
@@ -483,6 +491,7 @@ class Build:
                 f"({a.p50_ms / b.p50_ms:.2f}x)"
             )
         faster = all(b.p50_ms < a.p50_ms for a, b in zip(parent.latency, card.latency, strict=True))
+        card.notes = [n for n in card.notes if not n.startswith("INT8 is ")]
         card.notes.append(
             ("INT8 is faster at every batch size: " if faster else "INT8 is NOT faster everywhere: ")
             + "; ".join(rows)
@@ -602,6 +611,8 @@ class Build:
                 "tie_rate": ties,
                 "det_png": png.name,
             }
+            # A rerun (`--only openset`) replaces this note instead of adding another copy.
+            card.notes = [n for n in card.notes if not n.startswith("open set at the served threshold")]
             card.notes.append(
                 f"open set at the served threshold {threshold}: real non-keyword speech falsely accepted "
                 f"{_iv(far)} (French prompts {_iv(far_fr)}, English held-out words {_iv(far_en)}; "
@@ -618,7 +629,7 @@ class Build:
         x = np.concatenate([self.train.x, self.neg.x])
         y = gate_targets(np.concatenate([self.train.y, self.neg.y]))
         _log(f"gate: KwsTcn {GATE_WIDTHS}, {count_params(model)} parameters")
-        fit(model, x, y, epochs=4, seed=SEED + 3)
+        fit(model, x, y, epochs=GATE_EPOCHS, seed=SEED + 3)
         path = export_classifier(
             WithSoftmax(model), self.out / "gate" / "model.onnx", "speech/background gate", output="probs"
         )

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipelines.acoustic.recordings import BACKGROUND, LABELS, Clip, noise_files
 
-from .augment import NoiseBank, background_frame, frame_from_word
+from .augment import AUGMENT_TAG, NoiseBank, background_frame, frame_from_word
 from .features import FeatureExtractor
 from .synth import plan, synthesize
 
@@ -47,9 +47,8 @@ def synthetic_set(
     `per_extra` voices per open-set word (`negatives.extra_words`)."""
     pcm_tag = "_pcm" if keep_pcm else ""
     extra_tag = f"_x{per_extra}" if per_extra else ""
-    cache = (
-        work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}{extra_tag}{pcm_tag}.npz"
-    )
+    tags = f"{extra_tag}_{AUGMENT_TAG}{pcm_tag}"
+    cache = work / f"{name}_{seed}_{per_keyword}_{per_unknown}_{copies}_{n_background}{tags}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return FeatureSet(name, z["x"], z["y"], z.get("pcm"))

@@ -8,10 +8,25 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import NoiseBank
+from .recipes import RECIPE
 
 SEED = 20261124
 N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
-UNLABELLED_COPIES = 5
+# 1.2.0 trims the recipe to fit a shared 2-core machine (docs/models-acoustic.md, "Build"): the
+# unlabelled real windows twice (clean + one noisy copy; 1.1.0: five), each synthetic utterance
+# twice (1.1.0: three). Every real window is still in; what goes is repeated noisy copies.
+UNLABELLED_COPIES = RECIPE.unlabelled_copies  # clean + noisy copies (1.1.0: 5, 1.2.0: 2)
+# The synthetic training set: voices per keyword and per fixed unknown word, augmented copies of
+# each utterance, background-only frames (recipes.RECIPE).
+TRAIN_PER_KEYWORD = 120
+TRAIN_PER_UNKNOWN = 30
+TRAIN_COPIES = RECIPE.copies
+TRAIN_BACKGROUND = RECIPE.background
+# Open-set training (the 1.2.0 candidate): 4 voices for each of the 530 training words of
+# negatives.extra_words, and the real Italian/Russian speech windows (`real_clips("speech_train")`)
+# as `_unknown_` teacher and student negatives.
+OPEN_SET_TRAINING = RECIPE.open_set
+EXTRA_TRAIN_VOICES = 4 if OPEN_SET_TRAINING else 0
 
 
 def noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:

@@ -28,7 +28,18 @@ from workers.telemetry.drift_stats import bin_counts, measure, psi, quantile_edg
 from .augment import NoiseBank, background_frame, frame_from_word
 from .features import FeatureExtractor
 from .realdata import unlabelled_real
-from .recipe import N_UNLABELLED, SEED, UNLABELLED_COPIES, noisy
+from .recipe import (
+    EXTRA_TRAIN_VOICES,
+    N_UNLABELLED,
+    OPEN_SET_TRAINING,
+    SEED,
+    TRAIN_BACKGROUND,
+    TRAIN_COPIES,
+    TRAIN_PER_KEYWORD,
+    TRAIN_PER_UNKNOWN,
+    UNLABELLED_COPIES,
+    noisy,
+)
 from .synth import plan, synthesize
 
 FRONT_END = "features"
@@ -40,10 +51,16 @@ BINS = 10  # output groups: equal-mass bins of the training frames
 # drift. Their bins are the training's tails instead: below the 1st percentile, between, above the 99th.
 TAILS = 0.01
 DECIMALS = 6  # stored numbers are rounded, so a rerun reproduces them exactly
+# Counts of the build's training frames (synth.plan: 15 keywords x 120 voices + 50 words x 30 +
+# 530 open-set words x EXTRA_TRAIN_VOICES, each TRAIN_COPIES times, + TRAIN_BACKGROUND) and of its
+# real labelled negatives (181 English words and background; + 3 140 it/ru windows with open set).
+_SYNTHETIC = (15 * TRAIN_PER_KEYWORD + 50 * TRAIN_PER_UNKNOWN + 530 * EXTRA_TRAIN_VOICES) * TRAIN_COPIES
+_NEGATIVES = 181 + (3140 if OPEN_SET_TRAINING else 0)
 SOURCE = (
     "the served student's training frames as `ontime models build acoustic` makes them (seed "
-    f"{SEED}): 11400 augmented espeak-ng frames, 181 real labelled negatives, 6240 real unlabelled "
-    f"windows x {UNLABELLED_COPIES} (clean + real noise at 0-20 dB); `ontime models reference acoustic`"
+    f"{SEED}): {_SYNTHETIC + TRAIN_BACKGROUND} augmented espeak-ng frames, {_NEGATIVES} real labelled "
+    f"negatives, 6240 real unlabelled windows x {UNLABELLED_COPIES} (clean + real noise at 0-20 dB); "
+    "`ontime models reference acoustic`"
 )
 
 
@@ -106,20 +123,22 @@ def training_audio(work: Path, chunk: int = 2048) -> Iterator[np.ndarray]:
     """float32 [n, 16000] chunks of the student's training frames, in the build's order.
 
     Repeats `data.synthetic_set("train", ...)`, `clips_set("real_negatives", ...)` and the
-    teacher's unlabelled copies with the build's seeds, without holding all 43 k frames at once.
+    teacher's unlabelled copies with the build's seeds, without holding all of them at once.
     """
-    utts = plan("train", SEED, 120, 30)
-    words, _ = synthesize(utts, work / f"speech_train_{SEED}_120_30.npz")
+    utts = plan("train", SEED, TRAIN_PER_KEYWORD, TRAIN_PER_UNKNOWN, EXTRA_TRAIN_VOICES)
+    extra_tag = f"_x{EXTRA_TRAIN_VOICES}" if EXTRA_TRAIN_VOICES else ""
+    speech = f"speech_train_{SEED}_{TRAIN_PER_KEYWORD}_{TRAIN_PER_UNKNOWN}{extra_tag}.npz"
+    words, _ = synthesize(utts, work / speech)
     noise = NoiseBank(noise_files("train"))
     rng = np.random.default_rng(SEED + 1)
     pcm: list[np.ndarray] = []
-    for _ in range(3):
+    for _ in range(TRAIN_COPIES):
         for w in words:
             pcm.append(frame_from_word(w, noise, rng))
             if len(pcm) == chunk:
                 yield np.stack(pcm)
                 pcm = []
-    for _ in range(1500):
+    for _ in range(TRAIN_BACKGROUND):
         pcm.append(background_frame(noise, rng))
         if len(pcm) == chunk:
             yield np.stack(pcm)
@@ -127,6 +146,8 @@ def training_audio(work: Path, chunk: int = 2048) -> Iterator[np.ndarray]:
     if pcm:
         yield np.stack(pcm)
     negatives = real_clips("unknown_train") + real_clips("background_train")
+    if OPEN_SET_TRAINING:
+        negatives += real_clips("speech_train")
     yield np.stack([c.pcm.astype(np.float32) / 32768.0 for c in negatives])
     cache = work / "unl_clean.npz"
     if cache.is_file():

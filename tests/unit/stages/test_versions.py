@@ -32,7 +32,8 @@ def test_the_top_level_is_the_current_version_and_versions_live_beside_it() -> N
         version_dir(f"{VARIANT}@1.1.0", MODELS_DIR) == MODELS_DIR / VARIANT
     )  # the top-level card says 1.1.0
     assert version_dir(f"{VARIANT}@2.0.0", MODELS_DIR) == MODELS_DIR / VARIANT / "versions" / "2.0.0"
-    assert versions_of(VARIANT, MODELS_DIR) == ["1.1.0", "2.0.0"]
+    # 1.2.0: the open-set candidate (docs/models-acoustic.md), on disk but not served.
+    assert versions_of(VARIANT, MODELS_DIR) == ["1.1.0", "1.2.0", "2.0.0"]
 
 
 def test_each_version_is_verified_against_its_own_card_and_names_itself() -> None:
@@ -41,7 +42,7 @@ def test_each_version_is_verified_against_its_own_card_and_names_itself() -> Non
     assert two.identity.split(":")[:2] == ["acoustic-student-int8", "2.0.0"]
     assert one.card.sha256 != two.card.sha256  # a real, different model
     assert OnnxModel(VARIANT).identity == one.identity  # an unpinned reference still works
-    with pytest.raises(ModelError, match=r"no version 9.9.9 on disk \(versions: 1.1.0, 2.0.0\)"):
+    with pytest.raises(ModelError, match=r"no version 9.9.9 on disk \(versions: 1.1.0, 1.2.0, 2.0.0\)"):
         load_verified(f"{VARIANT}@9.9.9")
 
 
