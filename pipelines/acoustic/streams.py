@@ -71,6 +71,9 @@ class StreamAudio:
 
     pcm: npt.NDArray[np.int16]
     spoken: list[Spoken]
+    # (start_ms, end_ms, file) of each background recording in the stream: which noise a false
+    # alarm came from (docs/events.md, error analysis).
+    noise: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def keywords(self) -> list[Spoken]:
@@ -127,16 +130,23 @@ def _espeak(word: str, voice: str, rate: int = 150, pitch: int = 50) -> npt.NDAr
 
 
 def background(
-    source: str, samples: int, rng: np.random.Generator, rms: float = BACKGROUND_RMS
+    source: str,
+    samples: int,
+    rng: np.random.Generator,
+    rms: float = BACKGROUND_RMS,
+    pieces: list[tuple[int, int, str]] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """`samples` of real recordings of `source`'s noise files, chained in random order, at `rms`."""
+    """`samples` of real recordings of `source`'s noise files, chained in random order, at `rms`;
+    each piece's (start_ms, end_ms, file) is appended to `pieces` if given."""
     noises = _noise(source)
     out = np.zeros(samples, dtype=np.float32)
     at = 0
     while at < samples:
-        _, x = noises[int(rng.integers(len(noises)))]
+        name, x = noises[int(rng.integers(len(noises)))]
         take = min(len(x), samples - at, 20 * SAMPLE_RATE)
         out[at : at + take] = x[:take]
+        if pieces is not None:
+            pieces.append((at * 1000 // SAMPLE_RATE, (at + take) * 1000 // SAMPLE_RATE, name))
         at += take
     return out * rms
 
@@ -160,7 +170,8 @@ def build_stream(
     samples = int(seconds * SAMPLE_RATE)
     speech_rms = KEYWORD_PEAK / 4.0
     rms = BACKGROUND_RMS if snr_db is None else speech_rms / 10 ** (snr_db / 20)
-    x = background(source, samples, rng, rms)
+    pieces: list[tuple[int, int, str]] = []
+    x = background(source, samples, rng, rms, pieces)
     spoken: list[Spoken] = []
     recs, others = keyword_recordings(source), distractor_recordings(source)
     if isinstance(keywords, int):
@@ -186,7 +197,7 @@ def build_stream(
         end = min(samples, start + len(audio))
         x[start:end] += audio[: end - start] * (KEYWORD_PEAK / max(1e-4, float(np.abs(audio).max())))
         spoken.append(Spoken(word, start * 1000 // SAMPLE_RATE, end * 1000 // SAMPLE_RATE, where, is_keyword))
-    return StreamAudio(to_int16(x), spoken)
+    return StreamAudio(to_int16(x), spoken, tuple(pieces))
 
 
 def windows(pcm: npt.NDArray[np.int16], hop: int, size: int = SAMPLE_RATE) -> npt.NDArray[np.int16]:

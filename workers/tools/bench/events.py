@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -42,39 +41,13 @@ from workers.tools.bench.harness import (
     private_pipeline,
     wait_assigned,
 )
+from workers.tools.events.conditions import Condition, conditions
 from workers.tools.events.scoring import EventScore, Heard, Truth, match
 from workers.tools.processes import REPO_ROOT
-from workers.tools.stream import StreamFleet, StreamPlan
+from workers.tools.stream import StreamFleet
 
 if TYPE_CHECKING:
     from workers.tools.events.tune import Tuned
-
-
-@dataclass
-class Condition:
-    name: str
-    plan: StreamPlan
-    devices: int
-    truths: list[Truth] = field(default_factory=list)
-    frames: set[str] = field(default_factory=set)
-    words: int = 0
-    names: list[str] = field(default_factory=list)
-
-
-def conditions(
-    speech_minutes: float, background_hours: float, snr_db: float, devices: int = 4
-) -> list[Condition]:
-    per = max(30.0, speech_minutes * 60 / devices)
-    slots = int((per - 4) // 4)
-    bg_devices = max(1, round(background_hours * 6))  # 10-minute streams
-    return [
-        Condition("clean", StreamPlan(seconds=per, keywords=slots), devices),
-        Condition("noisy", StreamPlan(seconds=per, keywords=slots, snr_db=snr_db), devices),
-        Condition("words", StreamPlan(seconds=per, keywords=0, distractors=slots), devices),
-        Condition(
-            "background", StreamPlan(seconds=background_hours * 3600 / bg_devices, keywords=0), bg_devices
-        ),
-    ]
 
 
 class EventReader:
@@ -151,7 +124,7 @@ def run_bench(
             out.write(f"pipeline {s.pipeline.name}: 3 stage processes + ontime aggregate on {bootstrap}\n")
             hop = s.pipeline.events.hop_ms
             for i, c in enumerate(conds):
-                names = [f"{c.name}-{d:02d}" for d in range(c.devices)]
+                names = c.device_names()
                 speed = max(1.0, rate / (c.devices * 1000 / hop))
                 fleet = StreamFleet(s, c.devices, c.plan, hop, seed + i, speed=speed, device_names=names)
                 start = int(time.time() * 1000) - int(c.plan.seconds * 1000) - 60_000
