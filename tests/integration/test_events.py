@@ -60,6 +60,8 @@ class Aggregator:
             "aggregate",
             "--commit-interval",
             "0.5",
+            "--data-dir",
+            str(log.parent / "aggregate-data"),
         ]
         self.log = log
         with log.open("ab") as out:

@@ -179,7 +179,7 @@ def _spawn_aggregator(settings: OntimeSettings, run_dir: Path) -> subprocess.Pop
     path = run_dir / f"{settings.pipeline.name}.yaml"  # written by Workers.start
     log = run_dir / f"{settings.pipeline.name}-aggregate.log"
     cmd = [sys.executable, "-m", "workers.cli", "--pipeline", str(path), "--bootstrap"]
-    cmd += [settings.kafka.bootstrap_servers, "aggregate"]
+    cmd += [settings.kafka.bootstrap_servers, "aggregate", "--data-dir", str(run_dir / "aggregate-data")]
     with log.open("ab") as sink:
         return subprocess.Popen(
             cmd,

@@ -42,4 +42,3 @@ def conditions(
             "background", StreamPlan(seconds=background_hours * 3600 / bg_devices, keywords=0), bg_devices
         ),
     ]
-

@@ -230,7 +230,9 @@ def _why_missed(spec: EventsSpec, s: EvalStream, trace: Trace, t: Truth, tol: in
     for e in trace.events:
         if e.keyword == t.keyword and _overlaps(e.start_ms, e.end_ms, t.start_ms, t.end_ms, NEAR_MS):
             return "outside tolerance"
-    holding = [w for w in s.scored.windows if w.captured_ms > t.start_ms and w.captured_ms - WINDOW_MS < t.end_ms]
+    holding = [
+        w for w in s.scored.windows if w.captured_ms > t.start_ms and w.captured_ms - WINDOW_MS < t.end_ms
+    ]
     best = max((w.scores.get(t.keyword, 0.0) for w in holding), default=0.0)
     span = spec.smooth_windows * spec.hop_ms
     pooled_at = [
@@ -252,10 +254,11 @@ def _why_false(s: EvalStream, e: Heard, truths: list[Truth], heard: set[tuple[st
         return f"confusion ({other[0].keyword} → {e.keyword})"
     if [t for t in near if (t.device, t.start_ms) in heard]:
         return "split (word already heard)"
-    if [t for t in truths if t.keyword == e.keyword and _overlaps(e.start_ms, e.end_ms, t.start_ms, t.end_ms, NEAR_MS)]:
+    same = [t for t in truths if t.keyword == e.keyword]
+    if [t for t in same if _overlaps(e.start_ms, e.end_ms, t.start_ms, t.end_ms, NEAR_MS)]:
         return "outside tolerance"
-    words = [w for w in s.spoken if not w.keyword and _overlaps(e.start_ms, e.end_ms, w.start_ms, w.end_ms, tol)]
-    if words:
+    words = [w for w in s.spoken if not w.keyword]
+    if [w for w in words if _overlaps(e.start_ms, e.end_ms, w.start_ms, w.end_ms, tol)]:
         return "non-keyword word"
     where = [n for n in s.noise if n[0] <= e.end_ms and n[1] >= e.start_ms]
     return f"background ({Path(where[0][2]).stem if where else '?'})"
