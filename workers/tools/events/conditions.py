@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workers.config.spec import EventsSpec
 from workers.tools.events.scoring import Truth
 from workers.tools.stream import StreamPlan
 
@@ -42,3 +43,15 @@ def conditions(
             "background", StreamPlan(seconds=background_hours * 3600 / bg_devices, keywords=0), bg_devices
         ),
     ]
+
+
+def spec_line(e: EventsSpec) -> str:
+    """Every detector setting on one line."""
+    line = (
+        f"hop_ms={e.hop_ms} smooth_windows={e.smooth_windows} min_windows={e.min_windows} pool={e.pool} "
+        f"margin={e.margin:g} peak={str(e.peak).lower()} min_top={e.min_top} threshold={e.threshold:g} "
+        f"refractory_ms={e.refractory_ms}"
+    )
+    if e.thresholds:
+        line += " thresholds={" + ", ".join(f"{k}: {v:g}" for k, v in sorted(e.thresholds.items())) + "}"
+    return line

@@ -37,7 +37,7 @@ from pipelines.acoustic.streams import SAMPLE_RATE, Spoken, build_stream
 from workers.aggregate.detector import WINDOW_MS, Detector, Window, new_state
 from workers.config.settings import OntimeSettings
 from workers.config.spec import EventsSpec
-from workers.tools.events.conditions import conditions
+from workers.tools.events.conditions import conditions, spec_line
 from workers.tools.events.offline import OfflineChain
 from workers.tools.events.scoring import TOLERANCE_MS, EventScore, Heard, Truth, match
 from workers.tools.events.tune import Scored, score_stream
@@ -291,14 +291,6 @@ def render(d: Diagnosis, spec: EventsSpec, verbose: bool = False) -> str:
     if verbose:
         lines += ["  " + x for x in d.details]
     return "\n".join(lines) + "\n"
-
-
-def spec_line(e: EventsSpec) -> str:
-    return (
-        f"hop_ms={e.hop_ms} smooth_windows={e.smooth_windows} min_windows={e.min_windows} pool={e.pool} "
-        f"margin={e.margin:g} peak={str(e.peak).lower()} threshold={e.threshold:g} "
-        f"refractory_ms={e.refractory_ms}"
-    )
 
 
 __all__ = ["SAMPLE_RATE", "Diagnosis", "EvalStream", "diagnose", "eval_streams", "render", "replay"]
