@@ -145,7 +145,7 @@ def tuning_streams(
     progress: Callable[[str], None] | None = None,
 ) -> TuningAudio:
     chain = OfflineChain(settings)
-    key = _cache_key(chain, minutes_keywords, minutes_background, seed, hop_ms)
+    key = _cache_key(chain, float(minutes_keywords), float(minutes_background), seed, hop_ms)
     cached = _load(key)
     if cached is not None:
         if progress:
@@ -308,7 +308,8 @@ def write_events_block(path: Path, spec: EventsSpec) -> None:
         if key == "thresholds":
             if value:
                 block.append("  thresholds:\n")
-                block += [f"    {k}: {v:g}\n" for k, v in sorted(value.items())]
+                # Quoted: YAML 1.1 reads a bare `no:` key as the boolean false.
+                block += [f"    {json.dumps(k)}: {v:g}\n" for k, v in sorted(value.items())]
             continue
         block.append(f"  {key}: {json.dumps(value)}\n")
     try:
