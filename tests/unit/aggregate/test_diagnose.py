@@ -54,6 +54,6 @@ def test_each_miss_and_false_alarm_gets_its_cause() -> None:
         "wrong keyword (five)": 1,
     }
     assert d.false_alarms["clean"] == {"confusion (pause → five)": 1}
-    assert d.false_alarms["words"] == {"non-keyword word": 1}
-    assert d.false_alarms["background"] == {"background (tabla)": 1}
+    assert d.false_alarms["words"] == {"non-keyword word (thirteen)": 1}
+    assert d.false_alarms["background"] == {"background (no on tabla)": 1}
     assert d.recall_by_recording["clean six test"] == (1, 1)

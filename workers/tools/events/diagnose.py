@@ -258,10 +258,11 @@ def _why_false(s: EvalStream, e: Heard, truths: list[Truth], heard: set[tuple[st
     if [t for t in same if _overlaps(e.start_ms, e.end_ms, t.start_ms, t.end_ms, NEAR_MS)]:
         return "outside tolerance"
     words = [w for w in s.spoken if not w.keyword]
-    if [w for w in words if _overlaps(e.start_ms, e.end_ms, w.start_ms, w.end_ms, tol)]:
-        return "non-keyword word"
+    said = [w for w in words if _overlaps(e.start_ms, e.end_ms, w.start_ms, w.end_ms, tol)]
+    if said:
+        return f"non-keyword word ({said[0].word})"
     where = [n for n in s.noise if n[0] <= e.end_ms and n[1] >= e.start_ms]
-    return f"background ({Path(where[0][2]).stem if where else '?'})"
+    return f"background ({e.keyword} on {Path(where[0][2]).stem if where else '?'})"
 
 
 def render(d: Diagnosis, spec: EventsSpec, verbose: bool = False) -> str:

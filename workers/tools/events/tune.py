@@ -300,18 +300,19 @@ def prepared(audio: TuningAudio, hop_ms: int) -> tuple[list[Scored], list[Scored
 def write_events_block(path: Path, spec: EventsSpec) -> None:
     """Replace the `events:` block of a pipeline YAML with `spec` (the rest of the file, comments
     included, stays as it is); the file must still load as a pipeline afterwards."""
+    import yaml
+
     lines = path.read_text().splitlines(keepends=True)
-    block = ["events:\n"]
-    for key, value in spec.model_dump(mode="json").items():
-        if key == "dedupe_windows" and value == EventsSpec.model_fields[key].default:
-            continue
-        if key == "thresholds":
-            if value:
-                block.append("  thresholds:\n")
-                # Quoted: YAML 1.1 reads a bare `no:` key as the boolean false.
-                block += [f"    {json.dumps(k)}: {v:g}\n" for k, v in sorted(value.items())]
-            continue
-        block.append(f"  {key}: {json.dumps(value)}\n")
+    data = spec.model_dump(mode="json")
+    order = ("hop_ms", "smooth_windows", "min_windows", "pool", "margin", "peak", "min_top", "threshold")
+    events = {k: data.pop(k) for k in order}
+    if data.pop("thresholds"):
+        events["thresholds"] = dict(sorted(spec.thresholds.items()))
+    events.update(data)  # refractory_ms, dedupe_windows, anything added later
+    if events.get("dedupe_windows") == EventsSpec.model_fields["dedupe_windows"].default:
+        del events["dedupe_windows"]
+    # safe_dump quotes what YAML 1.1 would misread (a bare `no:` key is the boolean false).
+    block = yaml.safe_dump({"events": events}, sort_keys=False, default_flow_style=False).splitlines(True)
     try:
         at = next(i for i, line in enumerate(lines) if line.rstrip() == "events:")
     except StopIteration:
@@ -321,8 +322,6 @@ def write_events_block(path: Path, spec: EventsSpec) -> None:
         while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
             end += 1
         text = "".join(lines[:at] + block + lines[end:])
-    import yaml
-
     if EventsSpec.model_validate(yaml.safe_load(text)["events"]) != spec:
         raise ValueError(f"writing the events block of {path} would not give the tuned setting back")
     path.write_text(text)
