@@ -10,7 +10,7 @@ misses (first that applies):
 - `outside tolerance`: an event of the right keyword within 3 s, but not overlapping ± tolerance;
 - `refractory`: the pooled score reached the threshold while the device was refractory;
 - `not sustained`: some window scores the keyword ≥ threshold, the pooled score never does;
-- `no window ≥ threshold`: no window holding the word scores it that high (the model's share),
+- `no window ≥ threshold`: no window holding the word scores it at its threshold (the model's share),
   split into best window ≥ 0.5 and < 0.5.
 
 false alarms: `confusion` (another keyword's utterance is there), `split` (the same keyword's
@@ -240,9 +240,10 @@ def _why_missed(spec: EventsSpec, s: EvalStream, trace: Trace, t: Truth, tol: in
         for c, p, q in zip(trace.times, trace.pooled, trace.quiet, strict=True)
         if t.start_ms < c < t.end_ms + WINDOW_MS + span
     ]
-    if any(v >= spec.threshold and q for v, q in pooled_at):
+    threshold = spec.threshold_of(t.keyword)
+    if any(v >= threshold and q for v, q in pooled_at):
         return "refractory"
-    if best >= spec.threshold:
+    if best >= threshold:
         return "not sustained"
     return "no window ≥ threshold, best ≥ 0.5" if best >= 0.5 else "no window ≥ threshold, best < 0.5"
 
@@ -269,11 +270,13 @@ def render(d: Diagnosis, spec: EventsSpec, verbose: bool = False) -> str:
     lines = [f"WHY  offline replica of bench events, detector {spec_line(spec)}"]
     for cond, s in d.scores.items():
         loose = d.loose[cond]
-        if cond == "background":
+        if s.background_hours:
             lines.append(
                 f"  {cond:<10} {s.false_alarms} false alarms in {s.background_hours:.2f} h = "
                 f"{s.false_alarms_per_hour or 0.0:.2f}/h"
             )
+        elif not s.utterances:
+            lines.append(f"  {cond:<10} {s.false_alarms} events, no keyword said")
         else:
             lines.append(
                 f"  {cond:<10} utterances {s.utterances} events {s.events} hits {s.hits} P {s.precision:.3f} "
