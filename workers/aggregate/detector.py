@@ -96,7 +96,7 @@ class Detector:
     def pooled(self, recent: list[list[Any]]) -> dict[str, tuple[float, float]]:
         """keyword → (pooled evidence, pooled probability) over `recent` windows."""
         margin = self.spec.margin
-        tops = [_top_two(scores) for _, _, scores in recent]
+        tops = [_top_two(scores) for _, _, scores in recent] if margin else []
         keywords = {k for _, _, scores in recent for k in scores if not k.startswith("_")}
         out: dict[str, tuple[float, float]] = {}
         for k in keywords:
