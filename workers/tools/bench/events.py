@@ -246,7 +246,14 @@ def render(
         f"{'precision':>10}{'recall':>8}{'F1':>7}",
     ]
     by = {c.name: c for c in conds}
-    for name, label in (("clean", "clean speech"), ("noisy", f"noisy ({snr_db:g} dB SNR)")):
+    rows = (
+        ("clean", "clean speech"),
+        ("noisy", f"noisy ({snr_db:g} dB SNR)"),
+        ("more", "clean, more speakers"),
+    )
+    for name, label in rows:
+        if name not in scores:
+            continue
         s = scores[name]
         lines.append(
             f"  {label:<24}{s.utterances:>11}{s.events:>8}{s.hits:>6}{s.wrong_keyword:>9}{s.false_alarms:>7}"

@@ -71,7 +71,7 @@ def eval_streams(
     chain = OfflineChain(settings)
     models = [m.card.sha256 for m in (chain.features, chain.classifier, chain.post)]
     key = hashlib.sha256(
-        json.dumps([models, hop_ms, speech_minutes, background_hours, snr_db, seed, 1]).encode()
+        json.dumps([models, hop_ms, speech_minutes, background_hours, snr_db, seed, 2]).encode()
     ).hexdigest()[:24]
     path = CACHE_DIR / f"{key}.json.gz"
     if path.exists():
@@ -288,10 +288,10 @@ def render(d: Diagnosis, spec: EventsSpec, verbose: bool = False) -> str:
             lines.append(
                 "    false alarms: " + ", ".join(f"{k} ×{n}" for k, n in d.false_alarms[cond].most_common())
             )
-    lines.append("  recall by recording (clean): heard/streamed")
+    lines.append("  recall by recording (quiet room): heard/streamed")
     for name, (got, n) in sorted(d.recall_by_recording.items()):
-        if name.startswith("clean "):
-            lines.append(f"    {name[6:]:<60} {got}/{n}")
+        if name.startswith(("clean ", "more ")):
+            lines.append(f"    {name:<66} {got}/{n}")
     if verbose:
         lines += ["  " + x for x in d.details]
     return "\n".join(lines) + "\n"
