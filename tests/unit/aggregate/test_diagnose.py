@@ -57,3 +57,12 @@ def test_each_miss_and_false_alarm_gets_its_cause() -> None:
     assert d.false_alarms["words"] == {"non-keyword word (thirteen)": 1}
     assert d.false_alarms["background"] == {"background (no on tabla)": 1}
     assert d.recall_by_recording["clean six test"] == (1, 1)
+
+
+def test_the_benchmark_conditions_keep_their_order_so_their_audio_keeps_its_seeds() -> None:
+    from workers.tools.events.conditions import conditions
+
+    conds = conditions(8.0, 1.0, 10.0)
+    assert [c.name for c in conds] == ["clean", "noisy", "words", "background", "more"]
+    assert [c.plan.source for c in conds] == ["eval"] * 4 + ["eval_more"]
+    assert conds[0].plan.keywords == conds[4].plan.keywords == 29 and conds[3].devices == 6
