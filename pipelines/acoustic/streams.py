@@ -6,6 +6,8 @@ truth says where each keyword's audio starts and ends. Two disjoint sources:
 
 - "eval": human keyword recordings (asterisk speaker, klettres speakers), held-out unknown words
   and held-out noise files: what `ontime bench events`, the demo and the tests stream.
+- "eval_more": the same, but the keywords are the evaluation-only digit recordings of three more
+  speakers (`real_clips("keywords_more")`): the benchmark's "clean, more speakers" condition.
 - "tune": espeak-ng voices the served models never saw (neither training nor test variants),
   training unknown words and training noise files: the only audio the event thresholds are
   tuned on.
@@ -34,13 +36,14 @@ from pipelines.acoustic.recordings import (
     keyword_clips,
     load_audio,
     noise_files,
+    real_clips,
     to_int16,
     unknown_files,
 )
 
 __all__ = ["SAMPLE_RATE", "Spoken", "StreamAudio", "background", "build_stream", "windows"]
 
-SOURCES: Final = ("eval", "tune")
+SOURCES: Final = ("eval", "eval_more", "tune")
 KEYWORDS: Final = (*DIGITS, *COMMANDS)
 # espeak-ng voices in neither the models' training nor their test set (the calibration voices).
 TUNE_VOICES: Final = tuple(
@@ -71,6 +74,9 @@ class StreamAudio:
 
     pcm: npt.NDArray[np.int16]
     spoken: list[Spoken]
+    # (start_ms, end_ms, file) of each background recording in the stream: which noise a false
+    # alarm came from (docs/events.md, error analysis).
+    noise: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def keywords(self) -> list[Spoken]:
@@ -91,6 +97,10 @@ def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.floa
     """(keyword, where from, trimmed audio at 16 kHz) for every keyword recording of `source`."""
     if source == "eval":
         return tuple((c.label, c.source, _trim(c.pcm.astype(np.float32) / 32767.0)) for c in keyword_clips())
+    if source == "eval_more":
+        # More held-out speakers (digits only: spokennumbers, tuxpaint's two number-stamp voices).
+        more = real_clips("keywords_more")
+        return tuple((c.label, c.source, _trim(c.pcm.astype(np.float32) / 32767.0)) for c in more)
     if source == "tune":
         sets = [(w, v, r, p) for w in KEYWORDS for v in TUNE_VOICES for r, p in TUNE_PROSODY]
         with ThreadPoolExecutor(2) as pool:  # espeak-ng runs as a process: two at a time
@@ -102,14 +112,14 @@ def keyword_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.floa
 @cache
 def distractor_recordings(source: str) -> tuple[tuple[str, str, npt.NDArray[np.float32]], ...]:
     """Real words that are no keyword (asterisk speaker), split by file between eval and tune."""
-    files = unknown_files("eval" if source == "eval" else "train")
+    files = unknown_files("train" if source == "tune" else "eval")
     return tuple((f.stem, str(f), _trim(load_audio(f))) for f in files)
 
 
 @cache
 def _noise(source: str) -> tuple[tuple[str, npt.NDArray[np.float32]], ...]:
     out = []
-    for path in noise_files("test" if source == "eval" else "train"):
+    for path in noise_files("train" if source == "tune" else "test"):
         x = load_audio(path)
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
         if len(x) >= SAMPLE_RATE // 2 and rms > 1e-4:
@@ -127,16 +137,23 @@ def _espeak(word: str, voice: str, rate: int = 150, pitch: int = 50) -> npt.NDAr
 
 
 def background(
-    source: str, samples: int, rng: np.random.Generator, rms: float = BACKGROUND_RMS
+    source: str,
+    samples: int,
+    rng: np.random.Generator,
+    rms: float = BACKGROUND_RMS,
+    pieces: list[tuple[int, int, str]] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """`samples` of real recordings of `source`'s noise files, chained in random order, at `rms`."""
+    """`samples` of real recordings of `source`'s noise files, chained in random order, at `rms`;
+    each piece's (start_ms, end_ms, file) is appended to `pieces` if given."""
     noises = _noise(source)
     out = np.zeros(samples, dtype=np.float32)
     at = 0
     while at < samples:
-        _, x = noises[int(rng.integers(len(noises)))]
+        name, x = noises[int(rng.integers(len(noises)))]
         take = min(len(x), samples - at, 20 * SAMPLE_RATE)
         out[at : at + take] = x[:take]
+        if pieces is not None:
+            pieces.append((at * 1000 // SAMPLE_RATE, (at + take) * 1000 // SAMPLE_RATE, name))
         at += take
     return out * rms
 
@@ -160,7 +177,8 @@ def build_stream(
     samples = int(seconds * SAMPLE_RATE)
     speech_rms = KEYWORD_PEAK / 4.0
     rms = BACKGROUND_RMS if snr_db is None else speech_rms / 10 ** (snr_db / 20)
-    x = background(source, samples, rng, rms)
+    pieces: list[tuple[int, int, str]] = []
+    x = background(source, samples, rng, rms, pieces)
     spoken: list[Spoken] = []
     recs, others = keyword_recordings(source), distractor_recordings(source)
     if isinstance(keywords, int):
@@ -186,7 +204,7 @@ def build_stream(
         end = min(samples, start + len(audio))
         x[start:end] += audio[: end - start] * (KEYWORD_PEAK / max(1e-4, float(np.abs(audio).max())))
         spoken.append(Spoken(word, start * 1000 // SAMPLE_RATE, end * 1000 // SAMPLE_RATE, where, is_keyword))
-    return StreamAudio(to_int16(x), spoken)
+    return StreamAudio(to_int16(x), spoken, tuple(pieces))
 
 
 def windows(pcm: npt.NDArray[np.int16], hop: int, size: int = SAMPLE_RATE) -> npt.NDArray[np.int16]:

@@ -36,6 +36,7 @@ from tests.integration.pipeline_kit import (
 from workers.aggregate.app import changelog_topic
 from workers.config.settings import OntimeSettings
 from workers.messages import headers as h
+from workers.tools.bench.harness import write_pipeline
 from workers.tools.events.offline import OfflineChain
 from workers.tools.events.scoring import TOLERANCE_MS, Heard, Truth, match
 from workers.tools.events.tune import detect, score_stream
@@ -50,16 +51,22 @@ class Aggregator:
     """`ontime aggregate` as a subprocess (so it can be killed with SIGKILL)."""
 
     def __init__(self, settings: OntimeSettings, log: Path) -> None:
+        # The test's own pipeline (its detector setting included) as the process's YAML.
+        pipeline = write_pipeline(settings, log.parent)
         cmd = [
             sys.executable,
             "-m",
             "workers.cli",
+            "--pipeline",
+            str(pipeline),
             "--bootstrap",
             settings.kafka.bootstrap_servers,
             *cli_overrides(settings),
             "aggregate",
             "--commit-interval",
             "0.5",
+            "--data-dir",
+            str(log.parent / "aggregate-data"),
         ]
         self.log = log
         with log.open("ab") as out:
@@ -126,6 +133,11 @@ def pipeline(
     kafka_bootstrap: str, topic_factory: TopicFactory
 ) -> Iterator[tuple[OntimeSettings, list[WorkerThread]]]:
     settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=2)
+    # These tests prove the machinery, not the tuning: one common threshold (the per-keyword
+    # thresholds move with every retune), the same in the aggregator and the offline reference.
+    events = settings.pipeline.events.model_copy(update={"thresholds": {}})
+    pinned = settings.pipeline.model_copy(update={"events": events})
+    settings = settings.model_copy(update={"pipeline": pinned})
     workers = [WorkerThread(settings, [stage]) for stage in ("preprocess", "infer", "postprocess")]
     try:
         yield settings, workers

@@ -21,13 +21,13 @@ from pydantic import ValidationError
 from schemas.events import Event
 from schemas.results import Result
 from workers.aggregate.detector import Detection, Detector, Window, new_state
-from workers.aggregate.names import STAGE, TABLE, app_id, changelog_topic
+from workers.aggregate.names import STAGE, TABLE, app_id, changelog_topic, data_dir
 from workers.config.settings import OntimeSettings
 from workers.messages import headers as h
 
 log = logging.getLogger("ontime.aggregate")
 
-__all__ = ["app_id", "build_app", "changelog_topic", "parse_result", "to_event"]
+__all__ = ["app_id", "build_app", "changelog_topic", "data_dir", "parse_result", "to_event"]
 
 
 def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> faust.App:
@@ -35,8 +35,11 @@ def build_app(settings: OntimeSettings, *, commit_interval_s: float = 1.0) -> fa
     spec = settings.pipeline
     topics = spec.topics
     assert topics.events is not None  # filled in by PipelineSpec
+    datadir = data_dir(settings)
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         app_id(settings),
+        datadir=str(datadir),
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         store="memory://",  # rebuilt from the changelog at start: no local files to lose or corrupt
         topic_partitions=topics.partitions,

@@ -14,6 +14,7 @@ The same code runs inside the faust agent and in the offline tuner, so tuned num
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ class Detector:
     def pooled(self, recent: list[list[Any]]) -> dict[str, tuple[float, float]]:
         """keyword → (pooled evidence, pooled probability) over `recent` windows."""
         margin = self.spec.margin
-        tops = [_top_two(scores) for _, _, scores in recent]
+        tops = [_top_two(scores) for _, _, scores in recent] if margin else []
         keywords = {k for _, _, scores in recent for k in scores if not k.startswith("_")}
         out: dict[str, tuple[float, float]] = {}
         for k in keywords:
@@ -115,14 +116,20 @@ class Detector:
         return out
 
     def best(self, state: State, now: int) -> tuple[str, float, float, list[list[Any]]] | None:
-        """(keyword, evidence, probability, windows) of the strongest keyword at `now`, if any."""
+        """(keyword, evidence, probability, windows) of the strongest keyword at `now`, if any:
+        the one whose pooled evidence is furthest above its own threshold, among those that are
+        the top label of at least `min_top` of the windows."""
         recent = self.recent(state, now)
         if len(recent) < self.spec.min_windows:
             return None
         pooled = self.pooled(recent)
+        if self.spec.min_top:
+            tops = Counter(_top_two(scores)[0] for _, _, scores in recent)
+            pooled = {k: v for k, v in pooled.items() if tops[k] >= self.spec.min_top}
         if not pooled:
             return None
-        keyword, (evidence, prob) = max(pooled.items(), key=lambda kv: (kv[1][0], kv[0]))
+        of = self.spec.threshold_of
+        keyword, (evidence, prob) = max(pooled.items(), key=lambda kv: (kv[1][0] - of(kv[0]), kv[0]))
         return keyword, evidence, prob, recent
 
     def _decide(self, state: State, device: str, now: int) -> Detection | None:
@@ -140,7 +147,7 @@ class Detector:
             peak = self.best(state, at)
             if peak is not None and peak[0] == keyword:
                 return self._fire(state, device, at, peak)
-        if best is None or best[1] < self.spec.threshold:
+        if best is None or best[1] < self.spec.threshold_of(best[0]):
             return None
         if self.spec.peak:
             state["pending"] = [best[0], best[1], now]
@@ -151,7 +158,8 @@ class Detector:
         self, state: State, device: str, now: int, best: tuple[str, float, float, list[list[Any]]]
     ) -> Detection:
         keyword, _, prob, recent = best
-        support = [r for r in recent if r[2].get(keyword, 0.0) >= self.spec.threshold / 2] or recent
+        half = self.spec.threshold_of(keyword) / 2
+        support = [r for r in recent if r[2].get(keyword, 0.0) >= half] or recent
         # The keyword lies in every window that hears it well: their intersection bounds it.
         start = max(r[1] for r in support) - WINDOW_MS
         end = min(r[1] for r in support)

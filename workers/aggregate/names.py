@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from workers.config.settings import OntimeSettings
 
 STAGE = "aggregate"
@@ -16,3 +18,8 @@ def app_id(settings: OntimeSettings) -> str:
 def changelog_topic(settings: OntimeSettings) -> str:
     """The compacted topic holding every device's detector state (JSON)."""
     return f"{app_id(settings)}-{TABLE}-changelog"
+
+
+def data_dir(settings: OntimeSettings) -> Path:
+    """faust's data directory of this app: `<aggregate.data_dir>/<app id>` (never the working dir)."""
+    return settings.aggregate.data_dir / app_id(settings)

@@ -113,6 +113,21 @@ class WorkerSettings(BaseModel):
     log_level: str = "INFO"
 
 
+class AggregateSettings(BaseModel):
+    """`ontime aggregate` (faust-streaming): where faust keeps its local files.
+
+    The table store is `memory://` (rebuilt from the changelog), but faust still creates a data
+    directory per app; by default it created `<app id>-data` in the working directory.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    data_dir: Path = Field(
+        Path(".ontime") / "aggregate",
+        description="faust's datadir root; each app gets `<data_dir>/<app id>` "
+        "(a relative path is under the working directory)",
+    )
+
+
 class OntimeSettings(BaseSettings):
     """Everything a worker or CLI verb needs, from all configuration sources merged."""
 
@@ -121,6 +136,7 @@ class OntimeSettings(BaseSettings):
     models_dir: Path = Field(MODELS_DIR, description="root of <pipeline>/<variant>/{model.onnx,card.json}")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     pipeline: PipelineSpec
     observability: ObservabilitySettings = Field(default_factory=lambda: ObservabilitySettings())
 

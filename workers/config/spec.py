@@ -141,6 +141,29 @@ class EventsSpec(BaseModel):
         False, description="fire at the peak of the pooled track (one hop later), not at the crossing"
     )
     dedupe_windows: int = Field(64, ge=1, description="result ids remembered per device to drop duplicates")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-keyword thresholds overriding `threshold` (calibrated on tuning audio)",
+    )
+    min_top: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="windows of the smoothing span in which the keyword must be the top label "
+        "(`_unknown_`/`_background_` included) before it fires; 0: no such check",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 < v <= 1 or k.startswith("_")}
+        if bad:
+            raise ValueError(f"per-keyword thresholds must be keywords with 0 < threshold ≤ 1: {bad}")
+        return value
+
+    def threshold_of(self, keyword: str) -> float:
+        """The threshold `keyword` fires at: its own if calibrated, else the common one."""
+        return self.thresholds.get(keyword, self.threshold)
 
 
 class BatchSpec(BaseModel):

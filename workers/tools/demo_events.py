@@ -170,8 +170,10 @@ class StreamedRun:
 
 
 def spawn_aggregator(pipeline: str, bootstrap: str, log: Path, flags: list[str]) -> subprocess.Popen[bytes]:
-    """`ontime --pipeline P [flags] aggregate` as a child process, output appended to `log`."""
-    return spawn_ontime(pipeline, bootstrap, log, [*flags, "aggregate"])
+    """`ontime --pipeline P [flags] aggregate` as a child process, output appended to `log`; faust's
+    data directory sits beside the log, in the run directory."""
+    data = str(log.parent / "aggregate-data")
+    return spawn_ontime(pipeline, bootstrap, log, [*flags, "aggregate", "--data-dir", data])
 
 
 def run_stream(

@@ -34,6 +34,11 @@ from workers.tools.events.scoring import Truth, write_truth
 SAMPLE_RATE = 16_000
 
 
+def device_seed(fleet_seed: int, device: int) -> int:
+    """The audio seed of a fleet's `device`-th stream (the offline replica builds the same audio)."""
+    return fleet_seed * 1000 + device
+
+
 @dataclass(frozen=True)
 class StreamPlan:
     """What each device streams: seconds of audio, keywords and other words in it, noise level."""
@@ -117,7 +122,7 @@ class StreamFleet:
                 plan.source,
                 plan.seconds,
                 plan.keywords,
-                seed=seed * 1000 + i,
+                seed=device_seed(seed, i),
                 snr_db=plan.snr_db,
                 distractors=plan.distractors,
                 spacing_s=plan.spacing_s,

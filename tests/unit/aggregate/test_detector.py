@@ -125,3 +125,42 @@ def test_peak_picking_fires_one_window_later_on_the_peak_windows() -> None:
         assert detector.observe(state, "mic-1", w) is None
     restored = json.loads(json.dumps(state))
     assert _run(ws[3:], restored, spec) == at_peak
+
+
+NO_WEAK = {"no": 0.6, "_background_": 0.4}
+SIX_WEAK = {"six": 0.6, "_background_": 0.4}
+
+
+def test_per_keyword_thresholds_override_the_common_one() -> None:
+    spec = SPEC.model_copy(update={"thresholds": {"no": 0.5, "six": 0.9}})
+    assert spec.threshold_of("no") == 0.5 and spec.threshold_of("two") == 0.7
+    assert [d.keyword for d in _run(_windows([BG, NO_WEAK, NO_WEAK, BG]), spec=spec)] == ["no"]
+    assert _run(_windows([BG, NO_WEAK, NO_WEAK, BG])) == []  # 0.6 < the common 0.7
+    assert _run(_windows([BG, SIX, {"six": 0.8}, BG]), spec=spec) == []  # mean 0.875 < six's 0.9
+    assert [d.keyword for d in _run(_windows([BG, SIX, {"six": 0.8}, BG]))] == ["six"]
+
+
+def test_the_keyword_furthest_above_its_own_threshold_fires() -> None:
+    # "six" scores more, but "no" is further above its (lower) threshold.
+    both = {"six": 0.72, "no": 0.27, "_background_": 0.01}
+    spec = SPEC.model_copy(update={"thresholds": {"no": 0.2}})
+    assert [d.keyword for d in _run(_windows([BG, both, both, BG]), spec=spec)] == ["no"]
+    assert [d.keyword for d in _run(_windows([BG, both, both, BG]))] == ["six"]
+
+
+def test_top_label_consistency_rejects_a_keyword_that_is_not_the_top_label() -> None:
+    # "six" pools above threshold, but `_unknown_` is the top label of one of the two windows.
+    mixed = [BG, SIX, {"six": 0.48, "_unknown_": 0.52}, BG]
+    spec = SPEC.model_copy(update={"min_top": 2, "threshold": 0.7})
+    assert [d.keyword for d in _run(_windows(mixed))] == ["six"]
+    assert _run(_windows(mixed), spec=spec) == []
+    assert [d.keyword for d in _run(_windows([BG, SIX, SIX, BG]), spec=spec)] == ["six"]
+
+
+def test_per_keyword_thresholds_must_be_keywords_in_range() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    for bad in ({"_unknown_": 0.5}, {"no": 0.0}, {"no": 1.5}):
+        with pytest.raises(ValidationError):
+            EventsSpec(thresholds=bad)

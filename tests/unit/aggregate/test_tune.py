@@ -53,3 +53,44 @@ def test_pick_keeps_the_false_alarm_budget_then_prefers_the_cheaper_setting() ->
     b = EventsSpec(hop_ms=250, threshold=0.6)
     c = EventsSpec(hop_ms=250, threshold=0.4)
     assert pick([tuned(a, 9, 0), tuned(b, 9, 0), tuned(c, 10, 4)], 1.0) == b
+
+
+def test_write_events_block_replaces_only_the_events_block(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from workers.config.settings import load_settings
+    from workers.tools.events.tune import write_events_block
+
+    src = Path("pipelines/acoustic/pipeline.yaml").read_text()
+    path = tmp_path / "acoustic.yaml"
+    path.write_text(src)
+    spec = EventsSpec(hop_ms=250, smooth_windows=2, threshold=0.65, min_top=1, thresholds={"no": 0.9})
+    write_events_block(path, spec)
+    assert load_settings(str(path)).pipeline.events == spec
+    before, after = src.split("\nevents:\n")[0], path.read_text().split("\nevents:\n")[0]
+    assert before == after  # everything above the block, comments included, untouched
+    write_events_block(path, spec)  # idempotent
+    assert load_settings(str(path)).pipeline.events == spec
+
+
+def test_per_keyword_calibration_lowers_a_hard_keyword_within_the_false_alarm_budget() -> None:
+    from workers.tools.events.tune import calibrate_keywords
+
+    def stream(device: str, word_scores: list[tuple[str, float]], hop: int = 125) -> Scored:
+        wins, truths, t = [], [], 1000
+        for word, p in word_scores:
+            for k in range(32):  # 4 s slots: the word's windows in the middle, background around
+                now = t + k * hop
+                scores = {word: p, "_background_": 1 - p} if 12 <= k < 16 and word else {"_background_": 1.0}
+                wins.append(Window(f"{device}-{now}", now, scores))
+            if word:
+                truths.append(Truth(device, word, t + 12 * hop - 600, t + 15 * hop - 400))
+            t += 32 * hop
+        return Scored(device, wins, truths, 0 if truths else t, hop)
+
+    speech = stream("kw", [("six", 0.95), ("no", 0.55)] * 5)
+    noise = stream("bg", [("", 0.0)] * 50)
+    noise.background_ms = 3_600_000
+    base = EventsSpec(hop_ms=125, smooth_windows=3, min_windows=2, threshold=0.7)
+    tuned = calibrate_keywords(base, [speech], [], [noise], 1.0)
+    assert 0.3 <= tuned.threshold_of("no") <= 0.55 and tuned.threshold_of("six") >= 0.7

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -42,39 +41,13 @@ from workers.tools.bench.harness import (
     private_pipeline,
     wait_assigned,
 )
+from workers.tools.events.conditions import Condition, conditions, spec_line
 from workers.tools.events.scoring import EventScore, Heard, Truth, match
 from workers.tools.processes import REPO_ROOT
-from workers.tools.stream import StreamFleet, StreamPlan
+from workers.tools.stream import StreamFleet
 
 if TYPE_CHECKING:
     from workers.tools.events.tune import Tuned
-
-
-@dataclass
-class Condition:
-    name: str
-    plan: StreamPlan
-    devices: int
-    truths: list[Truth] = field(default_factory=list)
-    frames: set[str] = field(default_factory=set)
-    words: int = 0
-    names: list[str] = field(default_factory=list)
-
-
-def conditions(
-    speech_minutes: float, background_hours: float, snr_db: float, devices: int = 4
-) -> list[Condition]:
-    per = max(30.0, speech_minutes * 60 / devices)
-    slots = int((per - 4) // 4)
-    bg_devices = max(1, round(background_hours * 6))  # 10-minute streams
-    return [
-        Condition("clean", StreamPlan(seconds=per, keywords=slots), devices),
-        Condition("noisy", StreamPlan(seconds=per, keywords=slots, snr_db=snr_db), devices),
-        Condition("words", StreamPlan(seconds=per, keywords=0, distractors=slots), devices),
-        Condition(
-            "background", StreamPlan(seconds=background_hours * 3600 / bg_devices, keywords=0), bg_devices
-        ),
-    ]
 
 
 class EventReader:
@@ -151,7 +124,7 @@ def run_bench(
             out.write(f"pipeline {s.pipeline.name}: 3 stage processes + ontime aggregate on {bootstrap}\n")
             hop = s.pipeline.events.hop_ms
             for i, c in enumerate(conds):
-                names = [f"{c.name}-{d:02d}" for d in range(c.devices)]
+                names = c.device_names()
                 speed = max(1.0, rate / (c.devices * 1000 / hop))
                 fleet = StreamFleet(s, c.devices, c.plan, hop, seed + i, speed=speed, device_names=names)
                 start = int(time.time() * 1000) - int(c.plan.seconds * 1000) - 60_000
@@ -206,7 +179,7 @@ def _spawn_aggregator(settings: OntimeSettings, run_dir: Path) -> subprocess.Pop
     path = run_dir / f"{settings.pipeline.name}.yaml"  # written by Workers.start
     log = run_dir / f"{settings.pipeline.name}-aggregate.log"
     cmd = [sys.executable, "-m", "workers.cli", "--pipeline", str(path), "--bootstrap"]
-    cmd += [settings.kafka.bootstrap_servers, "aggregate"]
+    cmd += [settings.kafka.bootstrap_servers, "aggregate", "--data-dir", str(run_dir / "aggregate-data")]
     with log.open("ab") as sink:
         return subprocess.Popen(
             cmd,
@@ -267,15 +240,20 @@ def render(
     e = settings.pipeline.events
     lines = [
         "",
-        f"EVENTS  held-out audio, detector hop_ms={e.hop_ms} smooth_windows={e.smooth_windows} pool={e.pool} "
-        f"margin={e.margin:g} peak={str(e.peak).lower()} threshold={e.threshold:g} "
-        f"refractory_ms={e.refractory_ms} (tuned on tuning audio only)",
+        f"EVENTS  held-out audio, detector {spec_line(e)} (tuned on tuning audio only)",
         f"  frames {frames}, accounted for {accounted}; repeated event records (same id) {repeats}",
         f"  {'condition':<24}{'utterances':>11}{'events':>8}{'hits':>6}{'wrong kw':>9}{'false':>7}"
         f"{'precision':>10}{'recall':>8}{'F1':>7}",
     ]
     by = {c.name: c for c in conds}
-    for name, label in (("clean", "clean speech"), ("noisy", f"noisy ({snr_db:g} dB SNR)")):
+    rows = (
+        ("clean", "clean speech"),
+        ("noisy", f"noisy ({snr_db:g} dB SNR)"),
+        ("more", "clean, more speakers"),
+    )
+    for name, label in rows:
+        if name not in scores:
+            continue
         s = scores[name]
         lines.append(
             f"  {label:<24}{s.utterances:>11}{s.events:>8}{s.hits:>6}{s.wrong_keyword:>9}{s.false_alarms:>7}"
@@ -304,8 +282,16 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def run_tune(settings: OntimeSettings, out: TextIO, keyword_minutes: float, background_minutes: float) -> int:
-    from workers.tools.events.tune import tune
+def run_tune(
+    settings: OntimeSettings,
+    out: TextIO,
+    keyword_minutes: float,
+    background_minutes: float,
+    *,
+    per_keyword: bool = True,
+    write: Path | None = None,
+) -> int:
+    from workers.tools.events.tune import tune, write_events_block
 
     def progress(line: str) -> None:
         out.write(f"  … {line}\n")
@@ -317,40 +303,77 @@ def run_tune(settings: OntimeSettings, out: TextIO, keyword_minutes: float, back
         f"{background_minutes:g} min of background only\n"
     )
     out.flush()
-    best, table = tune(settings, keyword_minutes, background_minutes, progress=progress)
+    outcome = tune(settings, keyword_minutes, background_minutes, progress=progress, per_keyword=per_keyword)
+    best, table = outcome.best, outcome.table
     table.sort(key=lambda t: (-round(t.speech.f1, 3), t.speech.background_false_alarms))
     within = [t for t in table if (t.speech.false_alarms_per_hour or 0.0) <= 1.0]
     families: dict[tuple[object, ...], Tuned] = {}
     for t in within:
-        families.setdefault((t.spec.hop_ms, t.spec.pool, t.spec.margin, t.spec.peak), t)
-    rows = sorted(families.values(), key=lambda t: (t.spec.hop_ms, t.spec.pool, t.spec.margin, t.spec.peak))
+        families.setdefault((t.spec.hop_ms, t.spec.pool, t.spec.margin, t.spec.min_top), t)
+    rows = sorted(
+        families.values(), key=lambda t: (t.spec.hop_ms, t.spec.pool, t.spec.margin, t.spec.min_top)
+    )
     out.write(
-        "best setting of each rule (hop, pooling, margin, peak) with ≤ 1 background false alarm per hour\n"
+        "best setting of each rule (hop, pooling, margin, top-label check) "
+        "with ≤ 1 background false alarm per hour\n"
     )
     _tune_rows(out, rows)
     out.write("best settings whatever their false alarms\n")
     _tune_rows(out, table[:3])
+    if best.thresholds:
+        out.write("the pick, then with per-keyword thresholds (calibrated on the same tuning audio; *)\n")
+        _tune_rows(out, [outcome.common, outcome.final])
     out.write(
-        "chosen (highest F1 on tuning speech with ≤ 1 background false alarm per hour): "
-        f"hop_ms={best.hop_ms} smooth_windows={best.smooth_windows} min_windows={best.min_windows} "
-        f"pool={best.pool} margin={best.margin:g} peak={str(best.peak).lower()} threshold={best.threshold:g} "
-        f"refractory_ms={best.refractory_ms}\n"
-        "put these under `events:` in the pipeline YAML (devices stream at hop_ms)\n"
+        f"chosen (highest F1 on tuning speech with ≤ 1 background false alarm per hour): {spec_line(best)}\n"
     )
+    if write is not None:
+        write_events_block(write, best)
+        out.write(f"written under `events:` in {write} (devices stream at hop_ms)\n")
+    else:
+        out.write(
+            "put these under `events:` in the pipeline YAML (devices stream at hop_ms), "
+            "or rerun with --write\n"
+        )
+    return 0
+
+
+def run_why(
+    settings: OntimeSettings,
+    out: TextIO,
+    speech_minutes: float,
+    background_hours: float,
+    snr_db: float,
+    seed: int,
+) -> int:
+    """The benchmark's audio offline, with a cause for every miss and false alarm."""
+    from workers.tools.events.diagnose import diagnose, eval_streams
+    from workers.tools.events.diagnose import render as render_why
+
+    spec = settings.pipeline.events
+
+    def progress(line: str) -> None:
+        out.write(f"  … {line}\n")
+        out.flush()
+
+    streams = eval_streams(
+        settings, spec.hop_ms, speech_minutes, background_hours, snr_db, seed, progress=progress
+    )
+    out.write(render_why(diagnose(spec, streams), spec))
     return 0
 
 
 def _tune_rows(out: TextIO, rows: list[Tuned]) -> None:
     """F1 is on all tuning keyword speech (clean + 10 dB); clean F1 on the clean half only."""
     out.write(
-        f"  {'hop':>4}{'smooth':>7}{'pool':>5}{'margin':>7}{'peak':>5}{'thresh':>7}{'refr':>6}"
+        f"  {'hop':>4}{'smooth':>7}{'pool':>5}{'margin':>7}{'top':>4}{'thresh':>7}{'refr':>6}"
         f"{'P':>7}{'R':>7}{'F1':>7}{'clean F1':>9}{'bg FA/h':>8}\n"
     )
     for t in rows:
         e, sp = t.spec, t.speech
+        thresh = f"{e.threshold:.2f}" + ("*" if e.thresholds else "")
         out.write(
-            f"  {e.hop_ms:>4}{e.smooth_windows:>7}{e.pool:>5}{e.margin:>7.1f}{'y' if e.peak else 'n':>5}"
-            f"{e.threshold:>7.2f}{e.refractory_ms:>6}{sp.precision:>7.3f}{sp.recall:>7.3f}{sp.f1:>7.3f}"
+            f"  {e.hop_ms:>4}{e.smooth_windows:>7}{e.pool:>5}{e.margin:>7.1f}{e.min_top:>4}"
+            f"{thresh:>7}{e.refractory_ms:>6}{sp.precision:>7.3f}{sp.recall:>7.3f}{sp.f1:>7.3f}"
             f"{t.clean.f1:>9.3f}{sp.false_alarms_per_hour or 0.0:>8.2f}\n"
         )
 
@@ -376,13 +399,41 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument(
         "--tune-background-hours", type=float, default=3.0, help="with --tune: hours of background only"
     )
+    bench.add_argument(
+        "--no-per-keyword",
+        dest="per_keyword",
+        action="store_false",
+        help="with --tune: one threshold for every keyword (no per-keyword calibration)",
+    )
+    bench.add_argument(
+        "--write",
+        action="store_true",
+        help="with --tune: write the chosen setting under `events:` in the pipeline YAML",
+    )
+    bench.add_argument(
+        "--why",
+        action="store_true",
+        help="offline replica of the benchmark's audio (no broker): a cause for every miss and false alarm",
+    )
     bench.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
     settings = args.load_settings()
     if args.tune:
-        return run_tune(settings, sys.stdout, args.tune_speech_minutes, args.tune_background_hours * 60)
+        write = settings.pipeline_file if args.write else None
+        return run_tune(
+            settings,
+            sys.stdout,
+            args.tune_speech_minutes,
+            args.tune_background_hours * 60,
+            per_keyword=args.per_keyword,
+            write=write,
+        )
+    if args.why:
+        return run_why(
+            settings, sys.stdout, args.speech_minutes, args.background_hours, args.snr_db, args.seed
+        )
     run_bench(
         settings,
         sys.stdout,
