@@ -357,6 +357,7 @@ def run_bench(
     modes: Sequence[str] = tuple(MODES),
     timing: Timing = Timing(),
     budget_ms: float = 60_000,
+    keep: Path | None = None,
 ) -> list[Row]:
     unknown = [f for f in faults if f not in FAULTS] + [m for m in modes if m not in MODES]
     if unknown:
@@ -373,6 +374,9 @@ def run_bench(
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ontime-faults-") as tmp:
         run_dir = Path(tmp)
+        if keep is not None:  # the workers' logs outlive the run, to trace a lost frame
+            keep.mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix="ontime-faults-", dir=keep))
         if single:
             rows += _on_one_broker(settings, run_dir, single, modes, needs_proxy, timing, budget_ms, out)
         if clustered:
@@ -504,6 +508,7 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument("--modes", default=None, help=f"comma-separated, of: {', '.join(MODES)}")
     bench.add_argument("--rate", type=float, default=None, help="device frames/s")
     bench.add_argument("--json", default=None, help="also write the rows to this file")
+    bench.add_argument("--keep", default=None, help="run in a new directory under this one and keep it (logs)")
     bench.set_defaults(func=_cmd)
 
 
@@ -517,7 +522,8 @@ def _cmd(args: argparse.Namespace) -> int:
     default_modes = ("at-least-once",) if args.quick else tuple(MODES)
     faults = [f for f in (args.faults or ",".join(default_faults)).split(",") if f]
     modes = [m for m in (args.modes or ",".join(default_modes)).split(",") if m]
-    rows = run_bench(args.load_settings(), sys.stdout, faults=faults, modes=modes, timing=timing)
+    keep = Path(args.keep) if args.keep else None
+    rows = run_bench(args.load_settings(), sys.stdout, faults=faults, modes=modes, timing=timing, keep=keep)
     if args.json:
         Path(args.json).write_text(
             json.dumps([{**r.__dict__, "late_reasons": dict(r.late_reasons)} for r in rows], indent=2)
