@@ -39,6 +39,7 @@ from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.localkafka.broker import LocalBroker
 from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.config import HOST, free_port
+from workers.tools.bench.batches import BatchWatch, MeteredWorkers
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
 from workers.tools.bench.ledger import Ledger, PipelineReader, Row
@@ -169,6 +170,7 @@ class Rig:
     workers: Workers | None = None
     cluster: LocalCluster | None = None
     down: list[int] = field(default_factory=list)  # cluster nodes killed in this row
+    batches: BatchWatch | None = None  # the workers' batch sizes (workers/tools/bench/batches.py)
 
 
 Fault = Callable[[Rig, Timing], str]  # does the fault, returns when it has ended; a note
@@ -303,6 +305,8 @@ def run_row(
     assert rig.workers is not None
     row = Row(label, mode)
     device = Device(settings, direct, ledger, f"{key}-{mode[:3]}", timing.rate, payloads)
+    if rig.batches is not None:
+        rig.batches.take()  # the row's batches start now
     device.start()
     give_up = time.monotonic() + 180
     deaths: list[str] = []
@@ -323,6 +327,8 @@ def run_row(
         time.sleep(0.5)  # waiting on the pipeline
     time.sleep(3.0)  # late duplicates of a redelivered batch still count
     ledger.tally(row, ids, device.sent_ms, ended_ms)
+    if rig.batches is not None:
+        row.largest_batch = rig.batches.take()
     deaths += revive(rig.workers)
     if device.failed:
         row.note += f"; device errors {dict(device.failed)}"
@@ -333,20 +339,24 @@ def run_row(
     return row
 
 
-HEAD = "| fault | mode | sent | results | late | dlq | lost | duplicates | recover s | fault detail |"
+HEAD = (
+    "| fault | mode | sent | results | late | dlq | lost | duplicates | largest batch | recover s "
+    "| fault detail |"
+)
 
 
 def render_row(r: Row) -> str:
     rec = f"{r.recover_s:.1f}" if r.recover_s is not None else "never"
     late = f"{r.late} ({', '.join(f'{k} {n}' for k, n in r.late_reasons.items())})" if r.late else "0"
+    batch = "/".join(str(r.largest_batch.get(s, "?")) for s in STAGE_ORDER) if r.largest_batch else "?"
     return (
         f"| {r.fault} | {r.mode} | {r.sent} | {r.results} | {late} | {r.dlq} | {r.lost} "
-        f"| {r.duplicates} | {rec} | {r.note} |"
+        f"| {r.duplicates} | {batch} | {rec} | {r.note} |"
     )
 
 
 def render(rows: list[Row]) -> str:
-    return "\n".join([HEAD, "|" + "---|" * 10, *(render_row(r) for r in rows)])
+    return "\n".join([HEAD, "|" + "---|" * 11, *(render_row(r) for r in rows)])
 
 
 def run_bench(
@@ -475,10 +485,12 @@ def _run_mode(
     live = live.model_copy(update={"kafka": KafkaSettings(bootstrap_servers=worker_bootstrap)})
     ledger = Ledger()
     reader = PipelineReader(live, direct, ledger)
-    rig.workers = Workers(live, run_dir)
+    workers = MeteredWorkers(live, run_dir)
+    rig.workers, rig.batches = workers, BatchWatch(workers.ports)
     rows: list[Row] = []
     try:
         reader.start()
+        rig.batches.start()
         # On the 3-node cluster librdkafka 2.x aborted (rd_kafka_enq_once_del_source_return
         # assertion) in the group probe of `wait_assigned`; the row waits for results instead.
         rig.workers.start(ready_timeout_s=180, wait=rig.cluster is None)
@@ -491,6 +503,8 @@ def _run_mode(
             while rig.cluster is not None and rig.down:
                 rig.cluster.restart(rig.down.pop())
     finally:
+        rig.batches.stop()
+        rig.batches = None
         rig.workers.stop()
         rig.workers = None
         reader.stop()
@@ -508,7 +522,9 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument("--modes", default=None, help=f"comma-separated, of: {', '.join(MODES)}")
     bench.add_argument("--rate", type=float, default=None, help="device frames/s")
     bench.add_argument("--json", default=None, help="also write the rows to this file")
-    bench.add_argument("--keep", default=None, help="run in a new directory under this one and keep it (logs)")
+    bench.add_argument(
+        "--keep", default=None, help="run in a new directory under this one and keep it (logs)"
+    )
     bench.set_defaults(func=_cmd)
 
 

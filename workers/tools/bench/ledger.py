@@ -37,6 +37,7 @@ class Row:
     recover_s: float | None = None
     late_reasons: Counter[str] = field(default_factory=Counter)
     lost_after: Counter[str] = field(default_factory=Counter)  # last topic a lost frame reached
+    largest_batch: dict[str, int] = field(default_factory=dict)  # per stage, a bucket bound (batches.py)
     note: str = ""
 
 
