@@ -43,6 +43,7 @@ from workers.tools.bench.batches import BatchWatch, MeteredWorkers
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
 from workers.tools.bench.ledger import Ledger, PipelineReader, Row
+from workers.tools.bench.recheck import recheck
 from workers.tools.bench.toxiproxy import Toxiproxy
 from workers.tools.devices import check_payloads, device_ids, frame_headers, load_clips
 
@@ -334,6 +335,10 @@ def run_row(
         row.note += f"; device errors {dict(device.failed)}"
     if row.lost_after:  # where the unanswered frames stopped: P.raw = preprocess never answered, …
         row.note += "; lost after " + ", ".join(f"{t} {n}" for t, n in sorted(row.lost_after.items()))
+        t = settings.pipeline.topics
+        row.note += "; " + recheck(
+            direct, [t.raw, t.features, t.scores, t.results, t.late, t.dlq], row.lost_ids
+        )
     if deaths:
         row.note += "; " + "; ".join(deaths)
     return row
