@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from workers.config.settings import KafkaSettings, OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
@@ -487,6 +487,7 @@ def _run_mode(
     if rig.cluster is not None:
         live = with_replicas(live, len(rig.cluster.nodes))
     create_topics(live)
+    wait_hosted(direct, live.pipeline.topics.all())
     live = live.model_copy(update={"kafka": KafkaSettings(bootstrap_servers=worker_bootstrap)})
     ledger = Ledger()
     reader = PipelineReader(live, direct, ledger)
@@ -514,6 +515,31 @@ def _run_mode(
         rig.workers = None
         reader.stop()
     return rows
+
+
+def wait_hosted(bootstrap: str, topics: Sequence[str], timeout_s: float = 120.0) -> None:
+    """Until every partition's leader answers for it (its log exists), not just until metadata
+    names a leader. On the loaded 3-node cluster a leader took seconds after the topic's
+    creation to host its partitions, and the device's idempotent producer reported the four
+    frames it had sent meanwhile as delivered although no broker ever wrote them (librdkafka;
+    docs/reliability.md): the row then counted them as lost by the pipeline."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-faults-probe", "log_level": 0})
+    try:
+        meta = probe.list_topics(timeout=10).topics
+        pending = [TopicPartition(t, p) for t in topics if t in meta for p in meta[t].partitions]
+        give_up = time.monotonic() + timeout_s
+        while pending and time.monotonic() < give_up:
+            still = []
+            for tp in pending:
+                try:
+                    probe.get_watermark_offsets(tp, timeout=2.0, cached=False)
+                except KafkaException:
+                    still.append(tp)
+            pending = still
+        if pending:
+            raise BenchError(f"{len(pending)} partitions not hosted after {timeout_s:g} s")
+    finally:
+        probe.close()
 
 
 def register_cli(subparsers: Any) -> None:
