@@ -1,12 +1,7 @@
-"""At-least-once: what is redone after a fault is bounded by the batches in flight, not by time.
+"""At-least-once: a lost assignment handed back redoes the batch in hand, not everything since
+the last commit that reached a coordinator.
 
-Two things used to widen the window of duplicates past one batch:
-
-- **Offsets went out on an interval** (auto-commit, 1 s): a kill -9 redid up to a second of
-  batches besides those in flight. `Commits` sends the stored offsets asynchronously as soon as
-  a batch's outputs are acknowledged, one commit in flight at a time (the next carries whatever
-  was stored meanwhile), so the committed offset trails the delivered one by one round trip.
-- **A lost assignment forgot what was delivered.** A broker outage longer than the session
+**A lost assignment forgot what was delivered.** A broker outage longer than the session
   timeout (or a coordinator moving in a cluster) makes librdkafka declare the partitions lost;
   the worker dropped their stored offsets, and when the group handed the same partitions back
   the consumer started again from the last commit that had reached a coordinator — everything
@@ -15,6 +10,11 @@ Two things used to widen the window of duplicates past one batch:
   loss or revocation; when the partition is assigned again and that offset is beyond the
   committed one, it is committed before the consumer fetches, so only the batch that was in
   hand (its outputs never produced) is redone.
+
+(Committing after every batch as well, to shrink a kill -9's window below the auto-commit
+interval, was tried and left out: with an `OffsetCommitRequest` in flight when the broker froze,
+a consumer's group-coordinator connection stayed stuck after the broker came back, in 3 of 3
+broker-freeze runs against 0 of 2 without it; docs/reliability.md.)
 
 Why committing it is safe: a partition's records are consumed in order from where the
 assignment started (a committed offset: everything before it was answered), and an offset
@@ -27,9 +27,8 @@ replica owned the partition meanwhile) is kept; when it cannot be read, nothing 
 from __future__ import annotations
 
 import logging
-import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from workers.telemetry.logs import event
 
@@ -38,7 +37,6 @@ log = logging.getLogger("ontime.worker")
 TP = tuple[str, int]
 
 COMMITTED_TIMEOUT_S = 5.0  # reading the committed offsets inside the assign callback
-STALE_COMMIT_S = 5.0  # an asynchronous commit unanswered this long no longer blocks the next
 RESUME_WAIT_S = 10.0  # for the acknowledgements of a partition assigned again, inside the callback
 
 
@@ -93,32 +91,3 @@ class Delivered:
             partitions=",".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in ahead),
         )
         return ahead
-
-
-class Commits:
-    """Stored offsets committed right after each batch is delivered, one commit in flight."""
-
-    def __init__(self) -> None:
-        self._sent: dict[TP, int] = {}
-        self._since: float | None = None  # when the commit in flight was sent
-
-    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """The consumer's `on_commit` (served by poll; auto-commits report here too)."""
-        self._since = None
-        if err is not None or any(tp.error is not None for tp in partitions):
-            self._sent.clear()  # send everything again with the next batch
-
-    def send(self, consumer: Consumer, stored: dict[TP, int]) -> None:
-        """Commit what was stored since the last commit, unless one is still in flight."""
-        if self._since is not None and time.monotonic() - self._since < STALE_COMMIT_S:
-            return
-        changed = [TopicPartition(t, p, o) for (t, p), o in stored.items() if self._sent.get((t, p)) != o]
-        if not changed:
-            return
-        try:
-            consumer.commit(offsets=changed, asynchronous=True)
-        except KafkaException:  # no coordinator now: auto-commit and the next batch try again
-            return
-        self._since = time.monotonic()
-        for tp in changed:
-            self._sent[(tp.topic, tp.partition)] = tp.offset

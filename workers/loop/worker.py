@@ -51,7 +51,7 @@ from workers.loop.control import BoardFeed, ControlFollower, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.plans import PLAN_PREFIX
-from workers.loop.resume import RESUME_WAIT_S, Commits, Delivered
+from workers.loop.resume import RESUME_WAIT_S, Delivered
 from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import CHECK_EVERY_MS, Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
@@ -154,15 +154,8 @@ class StageWorker:
         )
         self._stopping = threading.Event()
         self._hurry = threading.Event()
-        self._commits = Commits()  # at-least-once: offsets out per batch, kept across a lost assignment
-        self._delivered = Delivered()
-        self.consumer = Consumer(
-            {
-                **consumer_config(settings, first),
-                "error_cb": self._on_error,
-                "on_commit": self._commits.on_commit,
-            }
-        )
+        self._delivered = Delivered()  # at-least-once: what was delivered outlives a lost assignment
+        self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         produce_conf = producer_config(settings, first)
         self.transactional = "transactional.id" in produce_conf
         self._txn: Transactions | None = None
@@ -696,11 +689,9 @@ class StageWorker:
             self._after_release(released)
 
     def _after_release(self, released: list[Pending]) -> None:
-        """Remember what is delivered (it outlives a lost assignment) and commit it now, not on the
-        auto-commit interval (workers/loop/resume.py)."""
+        """Remember what is delivered: it outlives a lost assignment (workers/loop/resume.py)."""
         for done in released:
             self._delivered.advance(_next_offsets(done.records, done.skipped_to))
-        self._commits.send(self.consumer, self._stored)
 
     def _await_deliveries(self, timeout_s: float, *, one: bool = False, ride_out: bool = False) -> None:
         """Serve delivery reports until the ledger is empty (or one batch left it, with `one`).

@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from workers.loop.resume import Commits, Delivered
+from workers.loop.resume import Delivered
 
 
 class Scripted:
@@ -61,21 +61,3 @@ def test_committed_offsets_unreadable_means_the_usual_start_never_a_guess() -> N
     consumer = Scripted(fail=True)
     assert d.resume(_as(consumer), [TopicPartition("t", 0)], "s") == []
     assert consumer.commits == []
-
-
-def test_commits_go_out_per_batch_one_in_flight_and_only_what_changed() -> None:
-    commits, consumer = Commits(), Scripted()
-    commits.send(_as(consumer), {("t", 0): 5, ("t", 1): 3})
-    commits.send(_as(consumer), {("t", 0): 9, ("t", 1): 3})  # the first is still in flight
-    assert consumer.commits == [([("t", 0, 5), ("t", 1, 3)], True)]
-    commits.on_commit(None, [TopicPartition("t", 0, 5), TopicPartition("t", 1, 3)])
-    commits.send(_as(consumer), {("t", 0): 9, ("t", 1): 3})
-    assert consumer.commits[-1] == ([("t", 0, 9)], True)
-
-
-def test_a_failed_commit_is_sent_again_in_full() -> None:
-    commits, consumer = Commits(), Scripted()
-    commits.send(_as(consumer), {("t", 0): 5})
-    commits.on_commit(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), [TopicPartition("t", 0, 5)])
-    commits.send(_as(consumer), {("t", 0): 5})
-    assert consumer.commits == [([("t", 0, 5)], True), ([("t", 0, 5)], True)]
