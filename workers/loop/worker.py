@@ -51,6 +51,7 @@ from workers.loop.control import BoardFeed, ControlFollower, LatencyPublisher
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.plans import PLAN_PREFIX
+from workers.loop.resume import RESUME_WAIT_S, Delivered
 from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import CHECK_EVERY_MS, Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
@@ -153,6 +154,7 @@ class StageWorker:
         )
         self._stopping = threading.Event()
         self._hurry = threading.Event()
+        self._delivered = Delivered()  # at-least-once: what was delivered outlives a lost assignment
         self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
         produce_conf = producer_config(settings, first)
         self.transactional = "transactional.id" in produce_conf
@@ -679,9 +681,17 @@ class StageWorker:
         for pending, output in self._ledger.refused():
             why = "refused by the broker for its size or form"
             self._produce(reference(output, self.pipeline.topics.dlq, why), pending, may_refuse=False)
-        for done in self._ledger.ready(_raise_failed):
+        released = self._ledger.ready(_raise_failed)
+        for done in released:
             self._store(done.records, done.skipped_to)
             self.telemetry.settled(done.outcomes)
+        if released:
+            self._after_release(released)
+
+    def _after_release(self, released: list[Pending]) -> None:
+        """Remember what is delivered: it outlives a lost assignment (workers/loop/resume.py)."""
+        for done in released:
+            self._delivered.advance(_next_offsets(done.records, done.skipped_to))
 
     def _await_deliveries(self, timeout_s: float, *, one: bool = False, ride_out: bool = False) -> None:
         """Serve delivery reports until the ledger is empty (or one batch left it, with `one`).
@@ -775,10 +785,23 @@ class StageWorker:
 
     # -- rebalance callbacks (run inside poll/consume/close, on this thread) ------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self.transactional:
+            self._resume_delivered(consumer, partitions)
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
         self._fresh += partitions  # paused or resumed to match the hold once assigned (_turn)
         event(log, "assigned", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
         self.telemetry.assignment(sorted(self._owned))
+
+    def _resume_delivered(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions this worker had before (lost in an outage): let the acknowledgements of their
+        batches still in flight arrive, then start from what was delivered, not from the last
+        commit that reached a coordinator (workers/loop/resume.py)."""
+        mine = {(tp.topic, tp.partition) for tp in partitions}
+        give_up = time.monotonic() + min(RESUME_WAIT_S, self.settings.worker.flush_timeout_s)
+        while self._ledger.touches(mine) and time.monotonic() < give_up:
+            self.producer.poll(0.01)
+            self._release_delivered()
+        self._delivered.resume(consumer, partitions, self.name)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Settle the batch in hand and commit before the revoked partitions move on."""
