@@ -352,7 +352,7 @@ def test_a_consumer_left_without_partitions_is_replaced_and_rejoins_without_loss
         send_frames(kafka_bootstrap, topics.raw, first)
         reader.read_until(lambda rs: len(rs) >= len(first), timeout=120)
         stuck = fused.worker.consumer
-        fused.worker._rejoin.after_s = 0.5
+        fused.worker._rejoin.after_s = fused.worker._rejoin.grace_s = 0.5
         fused.worker._rejoin.lost_everything()
         wait_for(lambda: fused.worker._rejoin.rejoins == 1, timeout=30, what="the consumer replaced")
         assert fused.worker.consumer is not stuck

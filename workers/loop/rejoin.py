@@ -5,9 +5,11 @@ group-coordinator connection stuck: its session expired, its partitions were los
 broker came back the other stages rejoined within seconds while this one queued its join
 requests on a connection that never sent them, for good (1 of 2 runs of `ontime bench faults
 --faults freeze-broker`; docs/reliability.md). Nothing in the client reports that state, so the
-worker watches for its symptom: every partition lost, no assignment since for `after_s`, while
-the broker answers a metadata request. Then it closes that consumer (on a daemon thread: a close
-can hang on the same connection) and subscribes a new one; the new member starts where the
+worker watches for its symptom: every partition lost, no assignment since for `after_s`, and the
+broker answering metadata requests for a whole session timeout (a consumer that is not stuck
+rejoins within seconds of the broker's return: a long outage alone is no reason). Then it
+closes that consumer (on a daemon thread: a close can hang on the same connection) and
+subscribes a new one; the new member starts where the
 delivered offsets say (workers/loop/resume.py), so nothing is lost or redone beyond a batch.
 
 A replica with no partitions because the group has more members than partitions is not
@@ -30,8 +32,10 @@ class RejoinWatch:
 
     def __init__(self, session_timeout_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.after_s = max(REJOIN_MIN_S, 3 * session_timeout_ms / 1000.0)
+        self.grace_s = session_timeout_ms / 1000.0
         self._clock = clock
         self._lost_at: float | None = None
+        self._answering_since: float | None = None
         self.rejoins = 0
 
     def lost_everything(self) -> None:
@@ -39,22 +43,27 @@ class RejoinWatch:
             self._lost_at = self._clock()
 
     def assigned(self) -> None:
-        self._lost_at = None
+        self._lost_at = self._answering_since = None
 
     def due(self, consumer: Consumer, topic: str) -> bool:
-        """The consumer has waited `after_s` for partitions and the broker is reachable."""
-        if self._lost_at is None or self._clock() - self._lost_at < self.after_s:
+        """The consumer has waited `after_s` for partitions, and the broker has answered for
+        `grace_s` of that wait without the group taking this consumer back."""
+        now = self._clock()
+        if self._lost_at is None or now - self._lost_at < self.after_s:
             return False
         try:
             consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
         except KafkaException:  # the broker is still away: a new consumer would not fare better
+            self._answering_since = None
             return False
-        return True
+        if self._answering_since is None:
+            self._answering_since = now
+        return now - self._answering_since >= self.grace_s
 
     def replaced(self) -> float:
         """A fresh consumer was subscribed: give it the same time. Returns how long we waited."""
         now = self._clock()
         waited = now - (self._lost_at if self._lost_at is not None else now)
-        self._lost_at = now
+        self._lost_at, self._answering_since = now, None
         self.rejoins += 1
         return waited

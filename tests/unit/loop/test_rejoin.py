@@ -39,10 +39,18 @@ def test_due_only_after_the_wait_and_only_while_the_broker_answers() -> None:
     assert not watch.due(up, "t")
     clock.now += 2
     assert not watch.due(down, "t")  # the broker is still away: a new consumer would not help
+    assert not watch.due(up, "t")  # back: the consumer gets a session timeout to rejoin by itself
+    clock.now += watch.grace_s / 2
+    assert not watch.due(down, "t")  # away again: the grace starts over
+    clock.now += watch.grace_s / 2
+    assert not watch.due(up, "t")
+    clock.now += watch.grace_s
     assert watch.due(up, "t")
-    assert watch.replaced() == watch.after_s + 1
+    assert watch.replaced() == watch.after_s + 1 + 2 * watch.grace_s
     assert not watch.due(up, "t")  # the fresh consumer gets the same time
     clock.now += watch.after_s + 1
+    assert not watch.due(up, "t")
+    clock.now += watch.grace_s
     assert watch.due(up, "t")
 
 
