@@ -329,3 +329,38 @@ def test_a_second_signal_leaves_at_once_and_stores_nothing_undelivered(
     finally:
         reader.close()
     assert again.stop() == 0, again.log_text()
+
+
+def test_a_consumer_left_without_partitions_is_replaced_and_rejoins_without_loss(
+    kafka_bootstrap: str, topic_factory: object, threads: list[WorkerThread]
+) -> None:
+    """The symptom of a stuck group connection (every partition lost, none back while the broker
+    answers) makes the worker subscribe a fresh consumer; frames before and after are answered.
+
+    The stuck state itself comes from librdkafka after a broker freeze and cannot be made on
+    demand; the watch is put into it here, on a healthy consumer, which also proves that the
+    replaced consumer's own revocation (on its closing thread) touches nothing of the worker.
+    """
+    settings = fresh_pipeline(kafka_bootstrap, topic_factory, partitions=3)  # type: ignore[arg-type]
+    topics = settings.pipeline.topics
+    fused = WorkerThread(settings, ["preprocess", "infer", "postprocess"])
+    threads.append(fused)
+    wait_for(lambda: len(fused.telemetry.assigned) == 3, timeout=90, what="the fused worker owns all")
+    reader = Reader(kafka_bootstrap, [topics.results], topics.partitions)
+    try:
+        first = frames_from(eval_clips(), prefix="before")
+        send_frames(kafka_bootstrap, topics.raw, first)
+        reader.read_until(lambda rs: len(rs) >= len(first), timeout=120)
+        stuck = fused.worker.consumer
+        fused.worker._rejoin.after_s = fused.worker._rejoin.grace_s = 0.5
+        fused.worker._rejoin.lost_everything()
+        wait_for(lambda: fused.worker._rejoin.rejoins == 1, timeout=30, what="the consumer replaced")
+        assert fused.worker.consumer is not stuck
+        second = frames_from(eval_clips(), prefix="after")
+        send_frames(kafka_bootstrap, topics.raw, second)
+        records = reader.read_until(lambda rs: len(rs) >= len(first) + len(second), timeout=180)
+    finally:
+        reader.close()
+    answered = Counter(r.headers["ontime-id"] for r in records)
+    assert set(answered) == {f.id for f in first + second}
+    assert fused.worker._rejoin.rejoins == 1  # assigned again: the watch stood down

@@ -71,6 +71,10 @@ class Ledger:
         """Seconds the oldest unreleased batch has waited for its acknowledgements (0 when none)."""
         return time.monotonic() - self._queue[0].opened_at if self._queue else 0.0
 
+    def touches(self, partitions: set[tuple[str, int]]) -> bool:
+        """Whether an unreleased batch holds records of any of `partitions`."""
+        return any((r.topic, r.partition) in partitions for p in self._queue for r in p.records)
+
     def outputs_waiting(self) -> int:
         return sum(p.waiting for p in self._queue)
 

@@ -47,10 +47,12 @@ from workers.errors import OntimeError
 from workers.kafka.clients import consumer_config, producer_config
 from workers.kafka.refusals import KafkaRefused, refusal
 from workers.loop.breaker import DlqBreaker
-from workers.loop.control import BoardFeed, ControlFollower, LatencyPublisher
+from workers.loop.control import BoardFeed, ControlFollower, LatencyPublisher, close_briefly
 from workers.loop.deliveries import Ledger, Pending
 from workers.loop.outputs import Output, reference, refused
 from workers.loop.plans import PLAN_PREFIX
+from workers.loop.rejoin import RejoinWatch
+from workers.loop.resume import RESUME_WAIT_S, Delivered
 from workers.loop.rollout import RolloutFollower
 from workers.loop.skip import CHECK_EVERY_MS, Skip, find_skip, skip_headers
 from workers.loop.transactions import Interrupted, Redo, Transactions, rewind_to_committed
@@ -153,7 +155,10 @@ class StageWorker:
         )
         self._stopping = threading.Event()
         self._hurry = threading.Event()
-        self.consumer = Consumer({**consumer_config(settings, first), "error_cb": self._on_error})
+        self._delivered = Delivered()  # at-least-once: what was delivered outlives a lost assignment
+        self._consumer_conf = {**consumer_config(settings, first), "error_cb": self._on_error}
+        self.consumer = Consumer(self._consumer_conf)
+        self._rejoin = RejoinWatch(settings.worker.session_timeout_ms)
         produce_conf = producer_config(settings, first)
         self.transactional = "transactional.id" in produce_conf
         self._txn: Transactions | None = None
@@ -221,9 +226,7 @@ class StageWorker:
             models=",".join(s.model.identity[:48] for s in self.stages),
             exactly_once=self.transactional,
         )
-        self.consumer.subscribe(
-            [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        self._subscribe()
         try:
             while not self._stopping.is_set():
                 self._turn()
@@ -236,6 +239,11 @@ class StageWorker:
             self._close()
         if self.refused is not None:
             raise self.refused
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def stop(self, hurry: bool = False) -> None:
         """Finish the batch in hand, then leave; `hurry` drops it undelivered and unstored instead."""
@@ -275,6 +283,7 @@ class StageWorker:
             self.producer.poll(0)  # serves the delivery reports that release stored offsets
         self._release_delivered()
         self._watch_outage()
+        self._rejoin_if_stuck()
         self._publisher.maybe_publish(self._control_producer)
 
     def _begin(self, records: list[Message]) -> InFlight:
@@ -363,6 +372,18 @@ class StageWorker:
             and not self.breaker.open
         ):
             self._resume_input()
+
+    def _rejoin_if_stuck(self) -> None:
+        """Every partition lost long ago and none back while the broker answers: a stuck group
+        connection (workers/loop/rejoin.py); a fresh consumer rejoins the group."""
+        if self._in_flight is not None or not self._rejoin.due(self.consumer, self.input_topic):
+            return
+        waited = self._rejoin.replaced()
+        event(log, "consumer-replaced", logging.WARNING, stage=self.name, without_partitions_s=round(waited))
+        stuck, self.consumer = self.consumer, Consumer(self._consumer_conf)
+        close_briefly(stuck, f"ontime-{self.name}-stuck-close")
+        self._early.clear()
+        self._subscribe()
 
     def _hold(self, reason: str) -> None:
         """Stop taking input: pause every assigned partition and report not ready, saying why."""
@@ -679,9 +700,17 @@ class StageWorker:
         for pending, output in self._ledger.refused():
             why = "refused by the broker for its size or form"
             self._produce(reference(output, self.pipeline.topics.dlq, why), pending, may_refuse=False)
-        for done in self._ledger.ready(_raise_failed):
+        released = self._ledger.ready(_raise_failed)
+        for done in released:
             self._store(done.records, done.skipped_to)
             self.telemetry.settled(done.outcomes)
+        if released:
+            self._after_release(released)
+
+    def _after_release(self, released: list[Pending]) -> None:
+        """Remember what is delivered: it outlives a lost assignment (workers/loop/resume.py)."""
+        for done in released:
+            self._delivered.advance(_next_offsets(done.records, done.skipped_to))
 
     def _await_deliveries(self, timeout_s: float, *, one: bool = False, ride_out: bool = False) -> None:
         """Serve delivery reports until the ledger is empty (or one batch left it, with `one`).
@@ -775,13 +804,31 @@ class StageWorker:
 
     # -- rebalance callbacks (run inside poll/consume/close, on this thread) ------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:  # a replaced consumer closing on its own thread
+            return
+        if not self.transactional:
+            self._resume_delivered(consumer, partitions)
         self._owned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._rejoin.assigned()  # in the group again (an empty assignment counts too)
         self._fresh += partitions  # paused or resumed to match the hold once assigned (_turn)
         event(log, "assigned", stage=self.name, partitions=_names(partitions), owned=len(self._owned))
         self.telemetry.assignment(sorted(self._owned))
 
+    def _resume_delivered(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions this worker had before (lost in an outage): let the acknowledgements of their
+        batches still in flight arrive, then start from what was delivered, not from the last
+        commit that reached a coordinator (workers/loop/resume.py)."""
+        mine = {(tp.topic, tp.partition) for tp in partitions}
+        give_up = time.monotonic() + min(RESUME_WAIT_S, self.settings.worker.flush_timeout_s)
+        while self._ledger.touches(mine) and time.monotonic() < give_up:
+            self.producer.poll(0.01)
+            self._release_delivered()
+        self._delivered.resume(consumer, partitions, self.name)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Settle the batch in hand and commit before the revoked partitions move on."""
+        if consumer is not self.consumer:  # a replaced consumer closing on its own thread
+            return
         self._in_callback = True
         try:
             self._revoke(consumer, partitions)
@@ -836,11 +883,15 @@ class StageWorker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group moved on without us: nothing of these partitions may be stored any more."""
+        if consumer is not self.consumer:  # a replaced consumer closing on its own thread
+            return
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._moves += 1
         if self._in_flight is not None:
             self._in_flight.lost |= lost
         self._forget(lost)
+        if not self._owned:
+            self._rejoin.lost_everything()
         event(log, "lost", logging.WARNING, stage=self.name, partitions=_names(partitions))
         self.telemetry.assignment(sorted(self._owned))
 

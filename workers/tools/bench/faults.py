@@ -32,16 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from workers.config.settings import KafkaSettings, OntimeSettings
 from workers.config.spec import STAGE_ORDER, PipelineSpec
 from workers.localkafka.broker import LocalBroker
 from workers.localkafka.cluster import LocalCluster
 from workers.localkafka.config import HOST, free_port
+from workers.tools.bench.batches import BatchWatch, MeteredWorkers
 from workers.tools.bench.deadlines import machine
 from workers.tools.bench.harness import BenchError, Workers, create_topics, private_pipeline
 from workers.tools.bench.ledger import Ledger, PipelineReader, Row
+from workers.tools.bench.recheck import recheck
 from workers.tools.bench.toxiproxy import Toxiproxy
 from workers.tools.devices import check_payloads, device_ids, frame_headers, load_clips
 
@@ -169,6 +171,7 @@ class Rig:
     workers: Workers | None = None
     cluster: LocalCluster | None = None
     down: list[int] = field(default_factory=list)  # cluster nodes killed in this row
+    batches: BatchWatch | None = None  # the workers' batch sizes (workers/tools/bench/batches.py)
 
 
 Fault = Callable[[Rig, Timing], str]  # does the fault, returns when it has ended; a note
@@ -303,6 +306,8 @@ def run_row(
     assert rig.workers is not None
     row = Row(label, mode)
     device = Device(settings, direct, ledger, f"{key}-{mode[:3]}", timing.rate, payloads)
+    if rig.batches is not None:
+        rig.batches.take()  # the row's batches start now
     device.start()
     give_up = time.monotonic() + 180
     deaths: list[str] = []
@@ -323,30 +328,40 @@ def run_row(
         time.sleep(0.5)  # waiting on the pipeline
     time.sleep(3.0)  # late duplicates of a redelivered batch still count
     ledger.tally(row, ids, device.sent_ms, ended_ms)
+    if rig.batches is not None:
+        row.largest_batch = rig.batches.take()
     deaths += revive(rig.workers)
     if device.failed:
         row.note += f"; device errors {dict(device.failed)}"
     if row.lost_after:  # where the unanswered frames stopped: P.raw = preprocess never answered, …
         row.note += "; lost after " + ", ".join(f"{t} {n}" for t, n in sorted(row.lost_after.items()))
+        t = settings.pipeline.topics
+        row.note += "; " + recheck(
+            direct, [t.raw, t.features, t.scores, t.results, t.late, t.dlq], row.lost_ids
+        )
     if deaths:
         row.note += "; " + "; ".join(deaths)
     return row
 
 
-HEAD = "| fault | mode | sent | results | late | dlq | lost | duplicates | recover s | fault detail |"
+HEAD = (
+    "| fault | mode | sent | results | late | dlq | lost | duplicates | largest batch | recover s "
+    "| fault detail |"
+)
 
 
 def render_row(r: Row) -> str:
     rec = f"{r.recover_s:.1f}" if r.recover_s is not None else "never"
     late = f"{r.late} ({', '.join(f'{k} {n}' for k, n in r.late_reasons.items())})" if r.late else "0"
+    batch = "/".join(str(r.largest_batch.get(s, "?")) for s in STAGE_ORDER) if r.largest_batch else "?"
     return (
         f"| {r.fault} | {r.mode} | {r.sent} | {r.results} | {late} | {r.dlq} | {r.lost} "
-        f"| {r.duplicates} | {rec} | {r.note} |"
+        f"| {r.duplicates} | {batch} | {rec} | {r.note} |"
     )
 
 
 def render(rows: list[Row]) -> str:
-    return "\n".join([HEAD, "|" + "---|" * 10, *(render_row(r) for r in rows)])
+    return "\n".join([HEAD, "|" + "---|" * 11, *(render_row(r) for r in rows)])
 
 
 def run_bench(
@@ -357,6 +372,7 @@ def run_bench(
     modes: Sequence[str] = tuple(MODES),
     timing: Timing = Timing(),
     budget_ms: float = 60_000,
+    keep: Path | None = None,
 ) -> list[Row]:
     unknown = [f for f in faults if f not in FAULTS] + [m for m in modes if m not in MODES]
     if unknown:
@@ -373,6 +389,9 @@ def run_bench(
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ontime-faults-") as tmp:
         run_dir = Path(tmp)
+        if keep is not None:  # the workers' logs outlive the run, to trace a lost frame
+            keep.mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix="ontime-faults-", dir=keep))
         if single:
             rows += _on_one_broker(settings, run_dir, single, modes, needs_proxy, timing, budget_ms, out)
         if clustered:
@@ -468,13 +487,16 @@ def _run_mode(
     if rig.cluster is not None:
         live = with_replicas(live, len(rig.cluster.nodes))
     create_topics(live)
+    wait_hosted(direct, live.pipeline.topics.all())
     live = live.model_copy(update={"kafka": KafkaSettings(bootstrap_servers=worker_bootstrap)})
     ledger = Ledger()
     reader = PipelineReader(live, direct, ledger)
-    rig.workers = Workers(live, run_dir)
+    workers = MeteredWorkers(live, run_dir)
+    rig.workers, rig.batches = workers, BatchWatch(workers.ports)
     rows: list[Row] = []
     try:
         reader.start()
+        rig.batches.start()
         # On the 3-node cluster librdkafka 2.x aborted (rd_kafka_enq_once_del_source_return
         # assertion) in the group probe of `wait_assigned`; the row waits for results instead.
         rig.workers.start(ready_timeout_s=180, wait=rig.cluster is None)
@@ -487,10 +509,37 @@ def _run_mode(
             while rig.cluster is not None and rig.down:
                 rig.cluster.restart(rig.down.pop())
     finally:
+        rig.batches.stop()
+        rig.batches = None
         rig.workers.stop()
         rig.workers = None
         reader.stop()
     return rows
+
+
+def wait_hosted(bootstrap: str, topics: Sequence[str], timeout_s: float = 120.0) -> None:
+    """Until every partition's leader answers for it (its log exists), not just until metadata
+    names a leader. On the loaded 3-node cluster a leader took seconds after the topic's
+    creation to host its partitions, and the device's idempotent producer reported the four
+    frames it had sent meanwhile as delivered although no broker ever wrote them (librdkafka;
+    docs/reliability.md): the row then counted them as lost by the pipeline."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-faults-probe", "log_level": 0})
+    try:
+        meta = probe.list_topics(timeout=10).topics
+        pending = [TopicPartition(t, p) for t in topics if t in meta for p in meta[t].partitions]
+        give_up = time.monotonic() + timeout_s
+        while pending and time.monotonic() < give_up:
+            still = []
+            for tp in pending:
+                try:
+                    probe.get_watermark_offsets(tp, timeout=2.0, cached=False)
+                except KafkaException:
+                    still.append(tp)
+            pending = still
+        if pending:
+            raise BenchError(f"{len(pending)} partitions not hosted after {timeout_s:g} s")
+    finally:
+        probe.close()
 
 
 def register_cli(subparsers: Any) -> None:
@@ -504,6 +553,9 @@ def register_cli(subparsers: Any) -> None:
     bench.add_argument("--modes", default=None, help=f"comma-separated, of: {', '.join(MODES)}")
     bench.add_argument("--rate", type=float, default=None, help="device frames/s")
     bench.add_argument("--json", default=None, help="also write the rows to this file")
+    bench.add_argument(
+        "--keep", default=None, help="run in a new directory under this one and keep it (logs)"
+    )
     bench.set_defaults(func=_cmd)
 
 
@@ -517,7 +569,8 @@ def _cmd(args: argparse.Namespace) -> int:
     default_modes = ("at-least-once",) if args.quick else tuple(MODES)
     faults = [f for f in (args.faults or ",".join(default_faults)).split(",") if f]
     modes = [m for m in (args.modes or ",".join(default_modes)).split(",") if m]
-    rows = run_bench(args.load_settings(), sys.stdout, faults=faults, modes=modes, timing=timing)
+    keep = Path(args.keep) if args.keep else None
+    rows = run_bench(args.load_settings(), sys.stdout, faults=faults, modes=modes, timing=timing, keep=keep)
     if args.json:
         Path(args.json).write_text(
             json.dumps([{**r.__dict__, "late_reasons": dict(r.late_reasons)} for r in rows], indent=2)

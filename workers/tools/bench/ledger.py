@@ -37,6 +37,8 @@ class Row:
     recover_s: float | None = None
     late_reasons: Counter[str] = field(default_factory=Counter)
     lost_after: Counter[str] = field(default_factory=Counter)  # last topic a lost frame reached
+    lost_ids: list[str] = field(default_factory=list)
+    largest_batch: dict[str, int] = field(default_factory=dict)  # per stage, a bucket bound (batches.py)
     note: str = ""
 
 
@@ -110,6 +112,7 @@ class Ledger:
                 if copies == 0:
                     row.lost += 1
                     row.lost_after[self._last_hop(i)] += 1
+                    row.lost_ids.append(i)
                     continue
                 row.duplicates += copies - 1
                 row.max_copies = max(row.max_copies, copies)
