@@ -249,10 +249,16 @@ def unknown_files(split: str) -> list[Path]:
     raise ValueError(f"unknown split must be 'train' or 'eval', not {split!r}")
 
 
-def speech_files(split: str) -> list[Path]:
-    """Non-English asterisk prompts: "eval" (June, fr-CA), "train" / "calib" (Carlo + ru, by file)."""
+def speech_files(split: str, held_out: str | None = None) -> list[Path]:
+    """Non-English asterisk prompts: "eval" (June, fr-CA), "train" / "calib" (Carlo + ru, by file).
+
+    held_out (a SPEECH_TRAIN_DIRS name): "calib" is every prompt of that speaker and "train" every
+    prompt of the others, so the rejection threshold is set on a voice no model heard.
+    """
     if split not in ("eval", "train", "calib"):
         raise ValueError(f"speech split must be 'eval', 'train' or 'calib', not {split!r}")
+    if held_out is not None and held_out not in SPEECH_TRAIN_DIRS:
+        raise ValueError(f"held_out must be one of {sorted(SPEECH_TRAIN_DIRS)}, not {held_out!r}")
     dirs = SPEECH_EVAL_DIRS if split == "eval" else SPEECH_TRAIN_DIRS
     files: list[Path] = []
     for name, package in dirs.items():
@@ -262,6 +268,9 @@ def speech_files(split: str) -> list[Path]:
             if rel.split("/")[0] in _SKIP_SUBDIRS or any(k in rel for k in _SKIP_NAMES):
                 continue
             files.append(path)
+    if held_out is not None and split != "eval":
+        mine = ASTERISK_SOUNDS / held_out
+        return [f for f in files if f.is_relative_to(mine) == (split == "calib")]
     if split == "calib":
         return files[::4]
     if split == "train":
@@ -388,7 +397,7 @@ def keyword_clips() -> list[Clip]:
     return clips
 
 
-def real_clips(split: str = "eval") -> list[Clip]:
+def real_clips(split: str = "eval", held_out: str | None = None) -> list[Clip]:
     """Labelled real recordings, one second each at 16 kHz, in a fixed order.
 
     Splits: "eval" = every keyword recording + held-out unknown words + held-out background;
@@ -396,7 +405,8 @@ def real_clips(split: str = "eval") -> list[Clip]:
     disjoint real negatives the toolchain may train or calibrate on (never evaluated on);
     "speech_eval" = one centred second of each French prompt by a speaker nothing trains or
     calibrates on (real non-keyword speech); "speech_train" / "speech_calib" = windows of the
-    Italian and Russian prompts, for training and for calibrating the rejection threshold.
+    Italian and Russian prompts, for training and for calibrating the rejection threshold (by file,
+    or with `held_out` one speaker's prompts calibrate and the other's train: `speech_files`).
     Evaluation only, from packages nothing trains on: "keywords_more" = spokennumbers' digits;
     "words_en_eval" / "words_other_eval" = one centred second of each ktuberling and hedgewars
     word or exclamation, English / other languages, all `_unknown_`.
@@ -418,5 +428,5 @@ def real_clips(split: str = "eval") -> list[Clip]:
         files = more_speech_files(split.split("_")[1])
         return [c for c in speech_windows(files, hop=0) if c.source.endswith("#0")]
     if split in ("speech_train", "speech_calib"):
-        return speech_windows(speech_files(split.removeprefix("speech_")))
+        return speech_windows(speech_files(split.removeprefix("speech_"), held_out))
     raise ValueError(f"split must be one of {SPLITS}, not {split!r}")

@@ -12,10 +12,7 @@ from .recipes import RECIPE
 
 SEED = 20261124
 N_UNLABELLED = 100_000  # i.e. every window there is (~6 200)
-# 1.2.0 trims the recipe to fit a shared 2-core machine (docs/models-acoustic.md, "Build"): the
-# unlabelled real windows twice (clean + one noisy copy; 1.1.0: five), each synthetic utterance
-# twice (1.1.0: three). Every real window is still in; what goes is repeated noisy copies.
-UNLABELLED_COPIES = RECIPE.unlabelled_copies  # clean + noisy copies (1.1.0: 5, 1.2.0: 2)
+UNLABELLED_COPIES = RECIPE.unlabelled_copies  # real unlabelled windows: clean + noisy copies
 # The synthetic training set: voices per keyword and per fixed unknown word, augmented copies of
 # each utterance, background-only frames (recipes.RECIPE).
 TRAIN_PER_KEYWORD = 120
@@ -23,10 +20,11 @@ TRAIN_PER_UNKNOWN = 30
 TRAIN_COPIES = RECIPE.copies
 TRAIN_BACKGROUND = RECIPE.background
 # Open-set training (the 1.2.0 candidate): 4 voices for each of the 530 training words of
-# negatives.extra_words, and the real Italian/Russian speech windows (`real_clips("speech_train")`)
-# as `_unknown_` teacher and student negatives.
+# negatives.extra_words, and the real speech windows of `real_clips("speech_train", held_out=
+# CALIB_SPEAKER)` (1.2.0: the Italian speaker) as `_unknown_` teacher and student negatives.
 OPEN_SET_TRAINING = RECIPE.open_set
 EXTRA_TRAIN_VOICES = 4 if OPEN_SET_TRAINING else 0
+CALIB_SPEAKER = RECIPE.calib_speaker  # calibrates the rejection threshold only (1.2.0: Russian)
 
 
 def noisy(x: np.ndarray, noise: NoiseBank, rng: np.random.Generator) -> np.ndarray:

@@ -29,6 +29,7 @@ from .augment import NoiseBank, background_frame, frame_from_word
 from .features import FeatureExtractor
 from .realdata import unlabelled_real
 from .recipe import (
+    CALIB_SPEAKER,
     EXTRA_TRAIN_VOICES,
     N_UNLABELLED,
     OPEN_SET_TRAINING,
@@ -53,9 +54,11 @@ TAILS = 0.01
 DECIMALS = 6  # stored numbers are rounded, so a rerun reproduces them exactly
 # Counts of the build's training frames (synth.plan: 15 keywords x 120 voices + 50 words x 30 +
 # 530 open-set words x EXTRA_TRAIN_VOICES, each TRAIN_COPIES times, + TRAIN_BACKGROUND) and of its
-# real labelled negatives (181 English words and background; + 3 140 it/ru windows with open set).
+# real labelled negatives (181 English words and background; with open set + the speech_train
+# windows: 3 140 it/ru by file, or 2 064 Italian with the Russian speaker held out to calibrate).
 _SYNTHETIC = (15 * TRAIN_PER_KEYWORD + 50 * TRAIN_PER_UNKNOWN + 530 * EXTRA_TRAIN_VOICES) * TRAIN_COPIES
-_NEGATIVES = 181 + (3140 if OPEN_SET_TRAINING else 0)
+SPEECH_TRAIN_WINDOWS = {None: 3140, "ru_RU_f_IvrvoiceRU": 2064}  # by recipes.Recipe.calib_speaker
+_NEGATIVES = 181 + (SPEECH_TRAIN_WINDOWS[CALIB_SPEAKER] if OPEN_SET_TRAINING else 0)
 SOURCE = (
     "the served student's training frames as `ontime models build acoustic` makes them (seed "
     f"{SEED}): {_SYNTHETIC + TRAIN_BACKGROUND} augmented espeak-ng frames, {_NEGATIVES} real labelled "
@@ -147,7 +150,7 @@ def training_audio(work: Path, chunk: int = 2048) -> Iterator[np.ndarray]:
         yield np.stack(pcm)
     negatives = real_clips("unknown_train") + real_clips("background_train")
     if OPEN_SET_TRAINING:
-        negatives += real_clips("speech_train")
+        negatives += real_clips("speech_train", held_out=CALIB_SPEAKER)
     yield np.stack([c.pcm.astype(np.float32) / 32768.0 for c in negatives])
     cache = work / "unl_clean.npz"
     if cache.is_file():

@@ -8,6 +8,7 @@ import pytest
 
 from models import MODELS_DIR
 from models.toolchain.acoustic import augment, recipes
+from pipelines.acoustic import recordings
 from schemas.card import ModelCard, sha256_of
 
 
@@ -18,6 +19,11 @@ def test_the_default_recipe_is_the_served_one() -> None:
     old, new = recipes.RECIPES["1.1.0"], recipes.RECIPES["1.2.0"]
     assert (old.open_set, old.max_shift, old.max_cut, old.room_share) == (False, 2400, 0.0, 0.0)
     assert new.open_set and new.max_shift == 6400 and 0 < new.max_cut < 0.5
+    # Full strength: the candidate trains as long as the served recipe, on as many copies.
+    assert (new.epochs, new.copies, new.unlabelled_copies) == (old.epochs, old.copies, old.unlabelled_copies)
+    # Its threshold is calibrated on a speaker it never trains on; 1.1.0 keeps the by-file split.
+    assert old.calib_speaker is None
+    assert new.calib_speaker in recordings.SPEECH_TRAIN_DIRS
 
 
 @pytest.mark.parametrize("n", [2000, 8000, 15000])
@@ -38,3 +44,11 @@ def test_the_candidate_pair_is_on_disk_and_verified() -> None:
         assert card.version == "1.2.0" and card.sha256 == sha256_of(d / card.file)
         extra = card.model_extra or {}
         assert str(extra.get("serving", "")).startswith("candidate, not served")
+
+
+@pytest.mark.parametrize("held_out", [None, recipes.RECIPES["1.2.0"].calib_speaker])
+def test_the_drift_reference_counts_the_speech_windows_the_build_trains_on(held_out: str | None) -> None:
+    from models.toolchain.acoustic import reference
+
+    windows = recordings.real_clips("speech_train", held_out=held_out)
+    assert reference.SPEECH_TRAIN_WINDOWS[held_out] == len(windows)

@@ -27,6 +27,24 @@ def test_speech_eval_is_a_speaker_nothing_trains_or_calibrates_on() -> None:
     assert not set(recordings.speech_files("train")) & set(recordings.speech_files("calib"))
 
 
+@pytest.mark.parametrize("held_out", sorted(recordings.SPEECH_TRAIN_DIRS))
+def test_a_held_out_calibration_speaker_is_never_in_the_training_speech(held_out: str) -> None:
+    train = recordings.speech_files("train", held_out=held_out)
+    calib = recordings.speech_files("calib", held_out=held_out)
+    assert calib and train
+    assert all(held_out in p.parts for p in calib)
+    assert not any(held_out in p.parts for p in train)
+    # Together the same prompts as the by-file split: nothing dropped, nothing added.
+    by_file = recordings.speech_files("train") + recordings.speech_files("calib")
+    assert sorted(train + calib) == sorted(by_file)
+    assert recordings.speech_files("eval", held_out=held_out) == recordings.speech_files("eval")
+
+
+def test_an_unknown_held_out_speaker_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="held_out"):
+        recordings.speech_files("calib", held_out="fr_CA_f_June")
+
+
 def test_number_words_tones_and_silence_are_left_out() -> None:
     for split in ("eval", "train", "calib"):
         for path in recordings.speech_files(split):
