@@ -1,5 +1,7 @@
 """The tuner's shortcuts give the same events as replaying every window (no model needed here)."""
 
+import json
+
 import numpy as np
 
 from workers.aggregate.detector import Window
@@ -94,3 +96,9 @@ def test_per_keyword_calibration_lowers_a_hard_keyword_within_the_false_alarm_bu
     base = EventsSpec(hop_ms=125, smooth_windows=3, min_windows=2, threshold=0.7)
     tuned = calibrate_keywords(base, [speech], [], [noise], 1.0)
     assert 0.3 <= tuned.threshold_of("no") <= 0.55 and tuned.threshold_of("six") >= 0.7
+
+
+def test_scored_streams_survive_the_score_cache_round_trip() -> None:
+    windows = [Window("w1", 1000, {"no": 0.8, "_unknown_": 0.1})]
+    s = Scored("mic-1", windows, [Truth("mic-1", "no", 900, 1400, "x")], 60_000, 125)
+    assert Scored.from_plain(json.loads(json.dumps(s.plain()))) == s

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.acoustic.streams import SAMPLE_RATE, Spoken, build_stream
-from workers.aggregate.detector import WINDOW_MS, Detector, Window, new_state
+from workers.aggregate.detector import WINDOW_MS, Detector, new_state
 from workers.config.settings import OntimeSettings
 from workers.config.spec import EventsSpec
 from workers.tools.events.conditions import conditions, spec_line
 from workers.tools.events.offline import OfflineChain
 from workers.tools.events.scoring import TOLERANCE_MS, EventScore, Heard, Truth, match
-from workers.tools.events.tune import Scored, score_stream
+from workers.tools.events.tune import Scored, score_stream, write_cache
 from workers.tools.stream import device_seed
 
 NEAR_MS = 3000  # an event this close to a word is about that word, even outside the tolerance
@@ -94,20 +94,13 @@ def eval_streams(
             out.append(EvalStream(scored, c.name, audio.spoken, list(audio.noise)))
         if progress:
             progress(f"scored the {c.name} condition ({c.devices} streams)")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    (CACHE_DIR.parent / ".gitignore").write_text("*\n")
-    path.write_bytes(gzip.compress(json.dumps([_plain(s) for s in out]).encode(), 6))
+    write_cache(path, [_plain(s) for s in out])
     return out
 
 
 def _plain(s: EvalStream) -> dict[str, Any]:
-    sc = s.scored
     return {
-        "device": sc.device,
-        "windows": [[w.id, w.captured_ms, w.scores] for w in sc.windows],
-        "truths": [[t.device, t.keyword, t.start_ms, t.end_ms, t.source] for t in sc.truths],
-        "background_ms": sc.background_ms,
-        "hop_ms": sc.hop_ms,
+        **s.scored.plain(),
         "condition": s.condition,
         "spoken": [[w.word, w.start_ms, w.end_ms, w.source, w.keyword] for w in s.spoken],
         "noise": s.noise,
@@ -115,16 +108,8 @@ def _plain(s: EvalStream) -> dict[str, Any]:
 
 
 def _from_plain(d: dict[str, Any]) -> EvalStream:
-    scored = Scored(
-        d["device"],
-        [Window(*w) for w in d["windows"]],
-        [Truth(*t) for t in d["truths"]],
-        d["background_ms"],
-        d["hop_ms"],
-    )
-    return EvalStream(
-        scored, d["condition"], [Spoken(*w) for w in d["spoken"]], [tuple(n) for n in d["noise"]]
-    )
+    spoken = [Spoken(*w) for w in d["spoken"]]
+    return EvalStream(Scored.from_plain(d), d["condition"], spoken, [tuple(n) for n in d["noise"]])
 
 
 @dataclass

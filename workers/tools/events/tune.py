@@ -69,6 +69,33 @@ class Scored:
     background_ms: int  # audio with no keyword in it (for false alarms per hour)
     hop_ms: int = 250
 
+    def plain(self) -> dict[str, Any]:
+        """As JSON-ready lists and numbers, for the score caches (`from_plain` reads it back)."""
+        return {
+            "device": self.device,
+            "windows": [[w.id, w.captured_ms, w.scores] for w in self.windows],
+            "truths": [[t.device, t.keyword, t.start_ms, t.end_ms, t.source] for t in self.truths],
+            "background_ms": self.background_ms,
+            "hop_ms": self.hop_ms,
+        }
+
+    @classmethod
+    def from_plain(cls, d: dict[str, Any]) -> Scored:
+        return cls(
+            d["device"],
+            [Window(*w) for w in d["windows"]],
+            [Truth(*t) for t in d["truths"]],
+            d["background_ms"],
+            d["hop_ms"],
+        )
+
+
+def write_cache(path: Path, value: object) -> None:
+    """Scores of the served models, cached under `.ontime/` (ignored by git) as gzipped JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent.parent / ".gitignore").write_text("*\n")
+    path.write_bytes(gzip.compress(json.dumps(value).encode(), 6))
+
 
 def score_stream(chain: OfflineChain, device: str, audio: StreamAudio, hop_ms: int, t0_ms: int = 0) -> Scored:
     hop = hop_ms * SAMPLE_RATE // 1000
@@ -186,34 +213,13 @@ def _load(key: str) -> TuningAudio | None:
     if not path.exists():
         return None
     raw = json.loads(gzip.decompress(path.read_bytes()))
-
-    def scored(d: dict[str, Any]) -> Scored:
-        return Scored(
-            d["device"],
-            [Window(*w) for w in d["windows"]],
-            [Truth(*t) for t in d["truths"]],
-            d["background_ms"],
-            d["hop_ms"],
-        )
-
-    return TuningAudio(*([scored(d) for d in raw[part]] for part in ("clean", "noisy", "background")))
+    parts = ("clean", "noisy", "background")
+    return TuningAudio(*([Scored.from_plain(d) for d in raw[part]] for part in parts))
 
 
 def _save(key: str, audio: TuningAudio) -> None:
-    def plain(s: Scored) -> dict[str, Any]:
-        return {
-            "device": s.device,
-            "windows": [[w.id, w.captured_ms, w.scores] for w in s.windows],
-            "truths": [[t.device, t.keyword, t.start_ms, t.end_ms, t.source] for t in s.truths],
-            "background_ms": s.background_ms,
-            "hop_ms": s.hop_ms,
-        }
-
     parts = {"clean": audio.clean, "noisy": audio.noisy, "background": audio.background}
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    (CACHE_DIR.parent / ".gitignore").write_text("*\n")
-    blob = json.dumps({k: [plain(s) for s in v] for k, v in parts.items()}).encode()
-    (CACHE_DIR / f"{key}.json.gz").write_bytes(gzip.compress(blob, 6))
+    write_cache(CACHE_DIR / f"{key}.json.gz", {k: [s.plain() for s in v] for k, v in parts.items()})
 
 
 def grid(base: EventsSpec) -> list[EventsSpec]:
