@@ -249,6 +249,21 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)  # polling a condition, not a fixed delay
 
 
+def holds_for(invariant: Callable[[], bool], seconds: float, what: str) -> None:
+    """Watch `invariant` through a stretch of time the test needs (a fault's length, a window in
+    which nothing more may arrive), failing as soon as it breaks instead of after the stretch."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert invariant(), f"{what}: broken after {seconds - (deadline - time.monotonic()):.1f} s"
+        time.sleep(0.05)  # polling the invariant
+    assert invariant(), what
+
+
+def alive(worker: WorkerThread) -> Callable[[], bool]:
+    """A worker thread still running, with no error."""
+    return lambda: worker.thread.is_alive() and worker.error is None
+
+
 # -- reference ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reference:

@@ -9,7 +9,6 @@ duplicates (the aborted transactions' records are invisible to it).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,9 @@ from pathlib import Path
 from tests.integration.pipeline_kit import (
     PacedDevice,
     WorkerThread,
+    alive,
     committed_ids,
+    holds_for,
     pipeline_overrides,
     wait_for,
 )
@@ -46,8 +47,7 @@ def test_exactly_once_recovers_from_a_broker_restart_with_every_frame_answered_o
         device.start()
         wait_for(lambda: worker.worker.counts["emit"] >= 30, 120.0, "results before the fault")
         assert broker.kill()  # kill -9 with transactions open
-        # The outage itself lasts 8 s (a fault's length, not a wait for a condition).
-        time.sleep(8.0)
+        holds_for(alive(worker), 8.0, "the worker rides out the outage")  # the outage lasts 8 s
         assert worker.thread.is_alive() and worker.error is None
         broker.start(port=state.port, controller_port=state.controller_port)
         before = worker.worker.counts["emit"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,10 +25,12 @@ from tests.integration.pipeline_kit import (
     Reader,
     WorkerProcess,
     WorkerThread,
+    alive,
     committed_ids,
     eval_clips,
     frames_from,
     fresh_pipeline,
+    holds_for,
     send_frames,
     wait_assigned_stages,
     wait_for,
@@ -62,7 +63,7 @@ def test_a_frame_too_large_to_copy_is_a_dead_letter_reference_and_the_worker_goe
         assert device.flush(30) == 0
         send_frames(kafka_bootstrap, topics.raw, good[3:])
         records = reader.read_until(lambda rs: len(rs) >= 7)
-        time.sleep(1.0)  # nothing beyond: no crash loop re-emitting outputs
+        holds_for(alive(worker), 1.0, "no crash")  # nothing beyond: no crash loop re-emitting outputs
         records = reader.read_until(lambda rs: True)
     finally:
         worker.stop()  # raises if the worker died
@@ -124,7 +125,7 @@ def test_a_model_failing_on_every_frame_opens_the_circuit_instead_of_draining_th
         send_frames(kafka_bootstrap, topics.raw, [frames[i % len(frames)] for i in range(sent)])
         wait_for(lambda: infer.breaker.open, 120.0, "the circuit opens")
         reader.read_until(lambda rs: len(rs) >= infer.breaker.min_frames, timeout=60)
-        time.sleep(2.0)  # held: nothing more is dead-lettered
+        holds_for(lambda: infer.breaker.open, 2.0, "the circuit stays open")  # nothing more dead-lettered
         records = reader.read_until(lambda rs: True)
         dead = [r for r in records if r.topic == topics.dlq]
     finally:

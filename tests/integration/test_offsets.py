@@ -13,11 +13,18 @@ from tests.integration.pipeline_kit import (
     frames_from,
     fresh_pipeline,
     send_frames,
+    wait_for,
 )
 from workers.errors import BrokerError
 from workers.tools.offsets import plan, reset, show
 
 FRAMES = 10
+
+
+def _next_ms(after: int) -> int:
+    """The wall clock's first millisecond after `after` (record timestamps are milliseconds)."""
+    wait_for(lambda: int(time.time() * 1000) > after, 1.0, "the clock ticks")
+    return int(time.time() * 1000)
 
 
 def test_a_stopped_stage_replays_from_a_time_and_a_running_one_refuses(
@@ -31,9 +38,8 @@ def test_a_stopped_stage_replays_from_a_time_and_a_running_one_refuses(
     worker = WorkerThread(settings, ["preprocess"])
     try:
         send_frames(kafka_bootstrap, topics.raw, first)
-        time.sleep(0.05)  # records of the second wave get later timestamps than the split point
-        split_ms = int(time.time() * 1000)
-        time.sleep(0.05)
+        split_ms = _next_ms(int(time.time() * 1000))  # after every first-wave timestamp
+        _next_ms(split_ms)  # and every second-wave timestamp after it
         send_frames(kafka_bootstrap, topics.raw, second)
         reader.read_until(lambda rs: len(rs) >= 2 * FRAMES)
         with pytest.raises(BrokerError, match="Stop every preprocess worker"):

@@ -13,9 +13,11 @@ from schemas.errors import ErrorRecord
 from tests.integration.pipeline_kit import (
     Reader,
     WorkerThread,
+    alive,
     eval_clips,
     frames_from,
     fresh_pipeline,
+    holds_for,
     wait_assigned_stages,
     wait_for,
 )
@@ -64,7 +66,7 @@ def test_a_hopeless_backlog_is_skipped_by_seeking_and_accounted_frame_for_frame(
         records = reader.read_until(
             lambda rs: late_frames(rs) + len(rs) - _late_records(rs, topics.late) >= old + fresh
         )
-        time.sleep(1.0)  # anything beyond the exact count would show up now
+        holds_for(alive(worker), 1.0, "the worker runs on")  # anything beyond the count shows up now
         records = reader.read_until(lambda rs: True)
     finally:
         worker.stop()
