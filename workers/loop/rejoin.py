@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException
 
 REJOIN_MIN_S = 30.0  # never sooner than this after the loss (a broker restart takes seconds)
 METADATA_TIMEOUT_S = 1.0
+PROBE_EVERY_S = 1.0  # a metadata request at most this often while the watch is due to look
 
 
 class RejoinWatch:
@@ -36,6 +37,8 @@ class RejoinWatch:
         self._clock = clock
         self._lost_at: float | None = None
         self._answering_since: float | None = None
+        self._probed_at = -PROBE_EVERY_S
+        self._answering = False
         self.rejoins = 0
 
     def lost_everything(self) -> None:
@@ -51,9 +54,14 @@ class RejoinWatch:
         now = self._clock()
         if self._lost_at is None or now - self._lost_at < self.after_s:
             return False
-        try:
-            consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
-        except KafkaException:  # the broker is still away: a new consumer would not fare better
+        if now - self._probed_at >= PROBE_EVERY_S:
+            self._probed_at = now
+            try:
+                consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
+                self._answering = True
+            except KafkaException:  # the broker is still away: a new consumer would not fare better
+                self._answering = False
+        if not self._answering:
             self._answering_since = None
             return False
         if self._answering_since is None:
@@ -64,6 +72,6 @@ class RejoinWatch:
         """A fresh consumer was subscribed: give it the same time. Returns how long we waited."""
         now = self._clock()
         waited = now - (self._lost_at if self._lost_at is not None else now)
-        self._lost_at, self._answering_since = now, None
+        self._lost_at, self._answering_since, self._answering = now, None, False
         self.rejoins += 1
         return waited
