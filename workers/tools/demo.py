@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from confluent_kafka import KafkaError, KafkaException
+
 from workers.aggregate.names import STAGE, changelog_topic
 from workers.config.settings import BOOTSTRAP_ENV, OntimeSettings, load_settings
 from workers.config.spec import STAGE_ORDER
@@ -116,6 +118,35 @@ def _check_models(settings: OntimeSettings) -> list[str]:
     return [f"{c.stage}={c.card.name if c.card else c.ref}" for c in checks if c.role == "primary"]
 
 
+_COORDINATOR_MOVING = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+)
+
+
+def _forget_groups(admin: Any, groups: list[str], deadline: float) -> None:
+    """Delete the stages' groups, so no committed offset of an earlier run survives. A broker that
+    just started is still loading its offsets (COORDINATOR_LOAD_IN_PROGRESS): the delete is retried
+    until it answers; a group that never existed is fine."""
+    pending = list(groups)
+    while pending:
+        retry = []
+        for group, future in admin.delete_consumer_groups(pending, request_timeout=10).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                    continue
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING) or time.monotonic() > deadline:
+                    raise DemoError(f"could not reset consumer group {group}: {err.str()}") from None
+                retry.append(group)
+        pending = retry
+        if pending:
+            time.sleep(0.5)  # the coordinator is loading: ask again
+
+
 def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) -> None:
     """Delete and recreate the pipeline's topics and forget the stages' offsets: no old frame mixes in."""
     admin = admin_client(settings.kafka, "ontime-demo", quiet=True)
@@ -137,9 +168,7 @@ def _fresh_topics(settings: OntimeSettings, out: TextIO, timeout: float = 60.0) 
         time.sleep(1.0)  # a worker that just left may still be listed until its session ends
     delete_topics(settings, timeout)
     delete(admin, [changelog_topic(settings)], timeout)  # the aggregator's state of an earlier run
-    for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
-        with contextlib.suppress(Exception):  # groups that never existed
-            future.result()
+    _forget_groups(admin, groups, deadline)
     create_topics(settings)
     topics = settings.pipeline.topics
     _say(out, f"topics: {', '.join(topics.all())} ({topics.partitions} partitions each, fresh)")
